@@ -1,0 +1,3 @@
+from tamms.cli import main
+
+main()
