@@ -1,0 +1,1 @@
+"""Reports: pictures (figures.py), a self-contained HTML writer (html.py), the papers' published numbers."""

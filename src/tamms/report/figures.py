@@ -1,0 +1,148 @@
+"""Pictures for reports: image strips with dates, change overlays, spread maps, and plots.
+
+Everything returns PNG bytes (or uint8 arrays), so a report can embed them as data URIs and stay a
+single self-contained HTML file.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Sequence
+
+import numpy as np
+
+
+def to_display_rgb(image: np.ndarray, rgb_bands: Sequence[int] | None = (0, 1, 2), stretch: bool = False) -> np.ndarray:
+    """`[C, H, W]` float in [0, 1] -> uint8 `[H, W, 3]` for display.
+
+    `stretch` applies a 2-98 % per-band stretch, for dark real imagery; off by default so that
+    a forecast and its truth are shown on the same scale.
+    """
+    img = np.asarray(image, dtype=np.float32)
+    if img.ndim == 2:
+        img = img[None]
+    if img.shape[0] >= 3 and rgb_bands is not None:
+        img = img[list(rgb_bands)]
+    elif img.shape[0] < 3:
+        img = np.repeat(img[:1], 3, axis=0)
+    img = np.nan_to_num(img)
+    if stretch:
+        lo = np.percentile(img, 2, axis=(1, 2), keepdims=True)
+        hi = np.percentile(img, 98, axis=(1, 2), keepdims=True)
+        img = (img - lo) / np.maximum(hi - lo, 1e-6)
+    img = np.clip(img, 0.0, 1.0)
+    return (img.transpose(1, 2, 0) * 255.0 + 0.5).astype(np.uint8)  # [C,H,W] -> [H,W,3]
+
+
+def change_overlay(after_rgb: np.ndarray, mask: np.ndarray, color: tuple[int, int, int] = (255, 32, 96),
+                   alpha: float = 0.55) -> np.ndarray:
+    """Tint the changed pixels of a uint8 `[H, W, 3]` image; `mask` `[H, W]` (nonzero = changed)."""
+    out = after_rgb.astype(np.float32).copy()
+    m = np.asarray(mask).astype(bool)
+    out[m] = (1 - alpha) * out[m] + alpha * np.asarray(color, dtype=np.float32)
+    return out.astype(np.uint8)
+
+
+def heatmap(values: np.ndarray, cmap: str = "magma", vmax: float | None = None) -> np.ndarray:
+    """`[H, W]` (or `[C, H, W]`, averaged over channels) -> uint8 `[H, W, 3]` through a colour map."""
+    import matplotlib
+
+    v = np.asarray(values, dtype=np.float32)
+    if v.ndim == 3:
+        v = v.mean(axis=0)
+    top = float(vmax) if vmax is not None else float(max(v.max(), 1e-6))
+    rgba = matplotlib.colormaps[cmap](np.clip(v / top, 0, 1))
+    return (rgba[..., :3] * 255 + 0.5).astype(np.uint8)
+
+
+def png_bytes(image: np.ndarray, scale: int = 1) -> bytes:
+    """uint8 `[H, W, 3]` or `[H, W]` -> PNG bytes (nearest-neighbour upscaling by `scale`)."""
+    from PIL import Image
+
+    pil = Image.fromarray(np.asarray(image))
+    if scale > 1:
+        pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def labelled_strip(images: Sequence[np.ndarray], labels: Sequence[str], title: str | None = None,
+                   tile_inches: float = 1.7) -> bytes:
+    """A row of uint8 `[H, W, 3]` tiles, each with its label underneath (dates, model names) -> PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    fig, axes = plt.subplots(1, n, figsize=(tile_inches * n, tile_inches + 0.45), squeeze=False)
+    for ax, img, label in zip(axes[0], images, labels):
+        ax.imshow(img, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel(label, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def line_plot(series: dict[str, tuple[Sequence[float], Sequence[float]]], xlabel: str, ylabel: str,
+              title: str | None = None, marker: str = "o") -> bytes:
+    """One line per name: {name: (xs, ys)} -> PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    for name, (xs, ys) in series.items():
+        order = np.argsort(np.asarray(xs, dtype=float))
+        ax.plot(np.asarray(xs, dtype=float)[order], np.asarray(ys, dtype=float)[order], marker=marker, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def grouped_bars(groups: Sequence[str], values: dict[str, Sequence[float]], ylabel: str,
+                 title: str | None = None) -> bytes:
+    """Bars of several series per group: values = {series: [one value per group]} -> PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(5.2, 0.9 * len(groups) * max(1, len(values)) / 2), 3.4))
+    width = 0.8 / max(1, len(values))
+    x = np.arange(len(groups))
+    for i, (name, vals) in enumerate(values.items()):
+        ax.bar(x + i * width - 0.4 + width / 2, [np.nan if v is None else v for v in vals], width, label=name)
+    ax.set_xticks(x)
+    ax.set_xticklabels(groups, fontsize=8, rotation=20, ha="right")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
