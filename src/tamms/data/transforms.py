@@ -203,9 +203,9 @@ class SpatialParams:
 
 def sample_spatial_params(
     size: tuple[int, int], crop_size: int | tuple[int, int] | None, rng: np.random.Generator | None,
-    flip: bool = False,
+    flip: bool = False, random_crop: bool = True,
 ) -> SpatialParams:
-    """A crop (random when `rng` is given, centred otherwise) and random flips."""
+    """A crop (random when `rng` is given and `random_crop`, centred otherwise) and random flips (with `rng`)."""
     h, w = size
     if crop_size is None:
         ch, cw = h, w
@@ -213,7 +213,7 @@ def sample_spatial_params(
         ch, cw = (crop_size, crop_size) if isinstance(crop_size, int) else crop_size
     if ch > h or cw > w:
         raise InputError(f"crop size {ch}x{cw} is larger than the frames ({h}x{w}): choose a smaller crop_size")
-    if rng is None:
+    if rng is None or not random_crop:
         top, left = (h - ch) // 2, (w - cw) // 2
     else:
         top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
@@ -230,6 +230,14 @@ def apply_spatial(array: np.ndarray, p: SpatialParams) -> np.ndarray:
     if p.vflip:
         out = out[..., ::-1, :]
     return np.ascontiguousarray(out)
+
+
+def crop_transform(transform: tuple[float, ...] | None, p: SpatialParams) -> tuple[float, ...] | None:
+    """The geotransform of a crop (None after a flip: a flipped grid has no north-up transform)."""
+    if transform is None or p.hflip or p.vflip:
+        return None
+    a, b, c, d, e, f = transform
+    return (a, b, c + p.left * a + p.top * b, d, e, f + p.left * d + p.top * e)
 
 
 def apply_spatial_all(arrays: Mapping[str, np.ndarray | None], p: SpatialParams) -> dict[str, np.ndarray | None]:
