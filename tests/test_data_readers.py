@@ -137,7 +137,7 @@ def test_dated_folder_sorted_by_date(tmp_path):
     seq = read_sequence(folder)
     assert seq.dates == [dt.date(2005, 7, 1), dt.date(2019, 9, 4), dt.date(2021, 1, 2)]
     assert [Path(p).name for p in seq.meta["paths"]] == ["c_2005.png", "b_20190904.png", "a_2021-01-02.png"]
-    assert seq.crs is None and seq.transform is None and seq.meta["source"] == "dated-folder"
+    assert seq.crs is None and seq.transform is None and seq.meta["format"] == "dated-folder"
     # the frames follow their dates
     np.testing.assert_allclose(seq.frames[0] * 255, read_image(folder / "c_2005.png").data, atol=1e-3)
 

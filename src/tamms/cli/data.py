@@ -94,6 +94,7 @@ def synth_command(
 
 def _write_with_progress(synthetic, out, n, size, frames, seed, overwrite, report) -> list:  # noqa: ANN001
     """Run `write_world`, moving the bar by counting the sequence folders it has finished."""
+    import inspect
     import threading
 
     done = threading.Event()
@@ -105,7 +106,8 @@ def _write_with_progress(synthetic, out, n, size, frames, seed, overwrite, repor
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
-        paths = synthetic.write_world(out, n, size=size, frames=frames, seed=seed, overwrite=overwrite)
+        kwargs = {"progress": False} if "progress" in inspect.signature(synthetic.write_world).parameters else {}
+        paths = synthetic.write_world(out, n, size=size, frames=frames, seed=seed, overwrite=overwrite, **kwargs)
     finally:
         done.set()
         watcher.join()

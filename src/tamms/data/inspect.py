@@ -166,28 +166,37 @@ def _tile(rgb01: np.ndarray, tile: int) -> Any:
     return img.resize(size, Image.NEAREST if scale >= 1 else Image.LANCZOS)
 
 
-def _grid(rows: list[list[tuple[np.ndarray, str]]], title: str, tile: int) -> Any:
-    """Draw rows of (image [3, H, W] in [0, 1], label) with the label under each image."""
+def _grid(rows: list[list[tuple[np.ndarray, str]]], title: str, tile: int,
+          row_titles: list[str] | None = None) -> Any:
+    """Draw rows of (image [3, H, W] in [0, 1], label) with the label (lines split on "\\n") under each
+    image, and an optional title line above each row."""
     from PIL import Image, ImageDraw
 
     font, title_font = _font(13), _font(15)
-    pad, label_h, title_h = 6, 20, 26
-    tiles = [[(_tile(img, tile), label) for img, label in row] for row in rows]
+    pad, line_h, title_h = 6, 16, 26
+    tiles = [[(_tile(img, tile), label.split("\n")) for img, label in row] for row in rows]
     cell_w = max(t.width for row in tiles for t, _ in row)
     cell_h = max(t.height for row in tiles for t, _ in row)
+    label_h = 4 + line_h * max(len(lines) for row in tiles for _, lines in row)
+    row_title_h = line_h + 2 if row_titles else 0
     ncols = max(len(row) for row in tiles)
     width = max(pad + ncols * (cell_w + pad), 360)
-    height = title_h + len(tiles) * (cell_h + label_h + pad) + pad
+    height = title_h + len(tiles) * (row_title_h + cell_h + label_h + pad) + pad
     sheet = Image.new("RGB", (width, height), (24, 24, 24))
     draw = ImageDraw.Draw(sheet)
     draw.text((pad, 5), title, fill=(235, 235, 235), font=title_font)
     y = title_h
-    for row in tiles:
+    for r, row in enumerate(tiles):
+        if row_titles:
+            draw.text((pad, y), row_titles[r], fill=(250, 220, 120), font=font)
+            y += row_title_h
         x = pad
-        for img, label in row:
+        for img, lines in row:
             sheet.paste(img, (x, y))
-            tw = draw.textlength(label, font=font)
-            draw.text((x + max(0, (cell_w - tw) / 2), y + cell_h + 3), label, fill=(235, 235, 235), font=font)
+            for k, line in enumerate(lines):
+                tw = draw.textlength(line, font=font)
+                draw.text((x + max(0, (cell_w - tw) / 2), y + cell_h + 3 + k * line_h), line,
+                          fill=(235, 235, 235), font=font)
             x += cell_w + pad
         y += cell_h + label_h + pad
     return sheet
@@ -205,9 +214,9 @@ def _sequence_tiles(seq: SitsSequence, max_frames: int | None = None) -> list[tu
     shown = display_stretch(np.concatenate(stack), valid)  # one stretch for all frames: comparable
     gaps = [None] + [int(g) for g in seq.gaps_days]
     for t, date in enumerate(seq.dates):
-        labels.append(date.isoformat() + ("" if gaps[t] is None else f"  +{gaps[t]} d"))
+        labels.append(date.isoformat() + ("\nfirst frame" if gaps[t] is None else f"\n+{gaps[t]} days"))
     if seq.future_frame is not None:
-        labels.append(f"future {seq.future_date.isoformat()}  +{(seq.future_date - seq.dates[-1]).days} d")
+        labels.append(f"future {seq.future_date.isoformat()}\n+{(seq.future_date - seq.dates[-1]).days} days")
     tiles = list(zip(shown, labels))
     return tiles if max_frames is None else tiles[:max_frames]
 
@@ -230,6 +239,7 @@ def contact_sheet(
     report = source if isinstance(source, InspectReport) else (
         _sequence_report(Path(source.meta.get("root", ".")), source) if isinstance(source, SitsSequence)
         else inspect_path(source))
+    row_titles: list[str] | None = None
     if report.kind == "sequence":
         seq = report.sequences[0]
         tiles = _sequence_tiles(seq)
@@ -239,23 +249,23 @@ def contact_sheet(
     elif report.kind == "levir-cd":
         rows = []
         for p in report.pairs[:max_sequences]:
-            row = [(p.before, f"{p.name} A"), (p.after, "B")]
+            row = [(p.before, f"{p.name}\nA (before)"), (p.after, "\nB (after)")]
             if p.mask is not None:
-                row.append((np.repeat(p.mask[None].astype(np.float32), 3, 0), f"change {p.mask.mean():.1%}"))
+                row.append((np.repeat(p.mask[None].astype(np.float32), 3, 0), f"\nchange {p.mask.mean():.1%}"))
             rows.append(row)
         title = f"{report.name}: {report.total} pairs (before, after, change)"
         size = tile or 160
     else:
-        rows = []
+        rows, row_titles = [], []
         for seq in report.sequences[:max_sequences]:
-            seq_tiles = _sequence_tiles(seq, max_frames=6)
-            seq_tiles[0] = (seq_tiles[0][0], f"{seq.meta.get('id', '')} {seq_tiles[0][1]}")
-            rows.append(seq_tiles)
+            rows.append(_sequence_tiles(seq, max_frames=6))
+            category = seq.meta.get("category")
+            row_titles.append(str(seq.meta.get("id", "")) + (f"  ({category})" if category else ""))
         title = f"{report.name}: {min(report.total, max_sequences)} of {report.total} sequences"
         size = tile or (_auto_tile(report.sequences[0].size) if report.sequences else 128)
     if not rows:
         raise EmptyInputError(f"nothing to draw for {report.path}")
-    sheet = _grid(rows, title, size)
+    sheet = _grid(rows, title, size, row_titles)
     with atomic_output(out, overwrite=overwrite) as tmp:
         sheet.save(tmp, format="PNG")
     return Path(out)

@@ -178,6 +178,10 @@ class _Frame:
     landcover: Any = None
     change_mask: Any = None
     description: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)  # other per-frame keys (e.g. cloud_fraction)
+
+
+_FRAME_KEYS = {"path", "date", "landcover", "change_mask", "description"}
 
 
 @dataclass
@@ -235,7 +239,9 @@ def _list_json(json_path: Path) -> _Listing:
             date = date_from_filename(path.name)
             if date is None:
                 raise DateError(f"{context} has no \"date\" and its name carries none: add \"date\": \"YYYY-MM-DD\"")
-        frames.append(_Frame(path, date, entry.get("landcover"), entry.get("change_mask"), entry.get("description")))
+        extras = {k: v for k, v in entry.items() if k not in _FRAME_KEYS}
+        frames.append(_Frame(path, date, entry.get("landcover"), entry.get("change_mask"), entry.get("description"),
+                             extras))
     future = doc.get("future")
     if future is not None:
         if not isinstance(future, dict) or "path" not in future or "date" not in future:
@@ -519,7 +525,8 @@ def read_sequence(
     rgb = doc.get("rgb_bands")
     meta: dict[str, Any] = {
         "id": str(doc.get("id") or listing.root.name),
-        "source": listing.source,
+        "source": str(doc.get("source") or listing.source),  # who made it, e.g. "tamms synthetic world"
+        "format": listing.source,  # how it was found: sequence.json, dated-folder, files
         "root": str(listing.root),
         "paths": [str(f.path) for f in frames],
         "dtype": dtype,
@@ -533,6 +540,8 @@ def read_sequence(
     for key in ("category", "classes", "split"):
         if key in doc:
             meta[key] = doc[key]
+    for key in sorted({k for f in frames for k in f.extras}):  # per-frame extras as one list per key
+        meta[key] = [f.extras.get(key) for f in frames]
     known = {"frames", "future", "scene", "captions", "events", "band_names", "rgb_bands", "id", "category",
              "classes", "split"}
     for key, value in doc.items():
