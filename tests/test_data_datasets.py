@@ -175,3 +175,44 @@ def test_too_few_frames_is_a_clear_error():
         SitsWindowDataset([coded_sequence(future=False)], history=2, target="future")
     with pytest.raises(InputError, match="at least 2 dated frames"):
         SitsPairDataset([one])
+
+
+needs_synthetic = pytest.mark.skipif(
+    __import__("importlib").util.find_spec("tamms.data.synthetic") is None,
+    reason="tamms.data.synthetic (the synthetic world) is not in this checkout yet",
+)
+
+
+@needs_synthetic
+def test_datamodule_on_the_synthetic_world_in_memory():
+    from tamms.data.synthetic import split_of
+
+    dm = SitsDataModule(n=30, size=32, frames=4, seed=0, history=3, target="future", batch_size=4, crop_size=24)
+    dm.setup("fit")
+    train_ids = {s.meta["id"] for s in dm.datasets["train"].sequences}
+    assert train_ids and all(split_of(i) == "train" for i in train_ids)  # the world's own split
+    assert not train_ids & {s.meta["id"] for s in dm.datasets["val"].sequences}
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(1)  # what Lightning does each epoch: new order and new crops
+    batch = next(iter(loader))
+    assert batch["image"].shape == (4, 3, 4, 24, 24) and batch["target"].shape == (4, 4, 24, 24)
+    assert batch["target_mask"].shape == (4, 24, 24) and len(batch["captions"][0]) == 5
+    assert len(batch["frame_descriptions"][0]) == 3 and isinstance(batch["target_description"][0], str)
+    assert (batch["target_time"] > batch["time"][:, -1]).all()
+
+
+@needs_synthetic
+def test_synthetic_folder_reads_back_like_memory(tmp_path):
+    from tamms.data.readers import read_sequence
+    from tamms.data.synthetic import SyntheticWorldConfig, generate_sequence, write_sequence
+
+    mem = generate_sequence(2, SyntheticWorldConfig(size=32, frames=4), seed=3)
+    disk = read_sequence(write_sequence(mem, tmp_path / "s"))
+    assert np.abs(disk.frames - mem.frames).max() <= 0.5 / 255 + 1e-6  # written as uint8
+    assert disk.dates == mem.dates and disk.crs == mem.crs and disk.transform == mem.transform
+    np.testing.assert_array_equal(disk.landcover, mem.landcover)
+    np.testing.assert_array_equal(disk.change_masks, mem.change_masks)
+    np.testing.assert_array_equal(disk.future_change_mask, mem.future_change_mask)
+    assert disk.captions == mem.captions and disk.scene == mem.scene and disk.events == mem.events
+    assert disk.meta["frame_descriptions"] == mem.meta["frame_descriptions"]
+    assert disk.meta["category"] == mem.meta["category"] and sequence_split(disk) == sequence_split(mem)

@@ -356,3 +356,19 @@ def test_levir_cd_unpaired(tmp_path):
     write_pngs(tmp_path / "B", {"1.png": (8, 8)})
     with pytest.raises(InputError, match="2.png .*only one of A/ and B/"):
         read_levir_cd(tmp_path)
+
+
+def test_jpeg_and_rgba_png(tmp_path):
+    from PIL import Image
+
+    ramp = np.linspace(20, 230, 16, dtype=np.float32)
+    rgb = np.stack([ramp[:, None] + 0 * ramp[None], ramp[None] + 0 * ramp[:, None], np.full((16, 16), 90.0)], -1)
+    rgb = rgb.astype(np.uint8)  # smooth, so JPEG keeps it close
+    Image.fromarray(rgb).save(tmp_path / "2001.jpg", quality=95)
+    rgba = np.dstack([rgb, np.full((16, 16), 255, np.uint8)])
+    rgba[:2, :, 3] = 0  # transparent rows are nodata
+    Image.fromarray(rgba).save(tmp_path / "2002.png")
+    jpg = read_image(tmp_path / "2001.jpg")
+    assert jpg.count == 3 and jpg.dtype == "uint8" and np.abs(jpg.data - np.moveaxis(rgb, -1, 0)).mean() < 8
+    seq = read_sequence(tmp_path)
+    assert seq.num_bands == 3 and seq.nodata_mask[1, :2].all() and not seq.nodata_mask[1, 2:].any()
