@@ -1,0 +1,50 @@
+"""`tamms train jepa`: train Sat-JEPA-Diff (coarse-RGB or caption-guided Zero-RGB) from a YAML/JSON config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def load_config(path: Path) -> dict:
+    from tamms.errors import ConfigError
+
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist: give a YAML or JSON file (see src/tamms/configs/jepa*.yaml)")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".json":
+            import json
+
+            return json.loads(text)
+        import yaml
+
+        return yaml.safe_load(text) or {}
+    except Exception as exc:
+        raise ConfigError(f"cannot parse {path}: {exc}; fix the file's syntax") from None
+
+
+def register(app: typer.Typer, train_app: typer.Typer) -> None:
+    @train_app.command("jepa")
+    def train_jepa(
+        config: Path = typer.Option(..., "--config", help="YAML/JSON config (sections model, data, training)."),
+        variant: Optional[str] = typer.Option(None, "--variant", help="rgb (coarse-RGB adapter) or caption (Zero-RGB); "
+                                              "defaults to the config's `variant`."),
+        output: Optional[Path] = typer.Option(None, "--output", "-o", help="Weights folder (default: the config's `output`)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing weights in the output folder."),
+        max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Override training.max_steps."),
+    ) -> None:
+        """Train Sat-JEPA-Diff: IJEPA forecaster + conditioning adapter + rectified-flow U-Net."""
+        from tamms.errors import ConfigError
+        from tamms.tasks.jepa import fit
+
+        cfg = load_config(config)
+        v = variant or cfg.get("variant", "rgb")
+        if v not in ("rgb", "caption"):
+            raise ConfigError(f"--variant must be rgb or caption, got {v!r}")
+        if max_steps is not None:
+            cfg.setdefault("training", {})["max_steps"] = int(max_steps)
+        out = output or cfg.get("output")
+        fit(cfg, v, str(out) if out else None, overwrite=overwrite, log=typer.echo)

@@ -1,0 +1,300 @@
+"""Sat-JEPA-Diff pipelines: forecast, autoregressive rollout (paper appendix C), benchmark rows, rollout figure.
+
+`SatJEPAPipeline.from_pretrained(folder | None, variant="rgb"|"caption")` loads `config.json` +
+`model.safetensors` (+ `tokenizer.json` for the caption variant); without a folder it loads the shipped weights
+(`src/tamms/weights/satjepa/`, `.../satjepa-caption/`). `__call__` returns the forecasting pipeline's
+`ForecastOutput(images [B, K, C, H, W], mean, spread, target_days)`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tamms.errors import ConfigError, InputError, MissingWeightsError
+from tamms.utils import atomic_output, default_weights
+
+try:  # the forecasting pipeline owns the output type; keep one definition when it exists
+    from tamms.pipelines.forecast import ForecastOutput  # type: ignore
+except Exception:  # pragma: no cover - only while the forecasting pipeline is not there
+
+    @dataclass
+    class ForecastOutput:  # type: ignore[no-redef]
+        images: torch.Tensor  # [B, K, C, H, W] samples in [0, 1]
+        mean: torch.Tensor  # [B, C, H, W]
+        spread: torch.Tensor | None  # [B, C, H, W] per-pixel std over the K samples (None when K = 1)
+        target_days: torch.Tensor  # [B] days since 1970-01-01
+
+
+VARIANTS = {"rgb": "satjepa", "caption": "satjepa-caption"}
+
+
+# --------------------------------------------------------------------------------------------- save / load
+def build_model(config: dict, variant: str, tokenizer=None):
+    if variant == "rgb":
+        from tamms.models.jepa_generator import SatJEPADiff, SatJEPADiffConfig
+
+        return SatJEPADiff(SatJEPADiffConfig.from_dict(config))
+    if variant == "caption":
+        from tamms.models.jepa_caption import CaptionGuidedSatJEPA, CaptionSatJEPAConfig
+
+        return CaptionGuidedSatJEPA(CaptionSatJEPAConfig.from_dict(config), tokenizer)
+    raise ConfigError(f"unknown Sat-JEPA-Diff variant {variant!r}: use 'rgb' or 'caption'")
+
+
+def save_pretrained(model, folder: str | Path, extra: dict | None = None, overwrite: bool = False) -> Path:
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = {"model": "satjepa-diff", "variant": model.variant, "config": model.config.to_dict(), **(extra or {})}
+    with atomic_output(folder / "config.json", overwrite) as tmp:
+        tmp.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    with atomic_output(folder / "model.safetensors", overwrite) as tmp:
+        save_file(state, str(tmp))
+    if model.variant == "caption":
+        with atomic_output(folder / "tokenizer.json", overwrite) as tmp:
+            tmp.write_text(model.text_encoder.tokenizer.to_str(), encoding="utf-8")
+    return folder
+
+
+def load_pretrained(folder: str | Path):
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    if not (folder / "config.json").exists() or not (folder / "model.safetensors").exists():
+        raise MissingWeightsError(f"{folder} holds no Sat-JEPA-Diff weights (config.json + model.safetensors); "
+                                  "train them with `tamms train jepa --config ...` or give the right folder")
+    cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    tokenizer = None
+    if cfg["variant"] == "caption":
+        from tamms.models.jepa_caption import CaptionGuidedSatJEPA
+
+        tokenizer = CaptionGuidedSatJEPA.load_tokenizer(folder)
+    model = build_model(cfg["config"], cfg["variant"], tokenizer)
+    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    return model.eval()
+
+
+# --------------------------------------------------------------------------------------------- pipeline
+class SatJEPAPipeline:
+    """Forecast the next image of each sequence with Sat-JEPA-Diff (coarse-RGB or caption-guided Zero-RGB)."""
+
+    def __init__(self, model, describer=None):
+        self.model = model.eval()
+        self.describer = describer
+
+    @property
+    def variant(self) -> str:
+        return self.model.variant
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path | None = None, variant: str = "rgb", describer=None) -> "SatJEPAPipeline":
+        if folder is None:
+            if variant not in VARIANTS:
+                raise ConfigError(f"unknown variant {variant!r}: use 'rgb' or 'caption'")
+            folder = default_weights(VARIANTS[variant])
+        return cls(load_pretrained(folder), describer)
+
+    def save_pretrained(self, folder: str | Path, overwrite: bool = False) -> Path:
+        return save_pretrained(self.model, folder, overwrite=overwrite)
+
+    # --- input checks --------------------------------------------------------------------------------
+    def _frame(self, frame: np.ndarray | torch.Tensor) -> torch.Tensor:
+        x = torch.as_tensor(np.asarray(frame), dtype=torch.float32)
+        c = self.model.config.ijepa.in_channels
+        if x.ndim != 3 or x.shape[0] != c:
+            raise InputError(f"this Sat-JEPA-Diff model takes {c}-band frames [C, H, W], got shape {tuple(x.shape)}; "
+                             f"select {c} bands (e.g. --bands) or train a model on your band count")
+        if not torch.isfinite(x).all():
+            raise InputError("the input frame holds NaN or inf values: fill or mask them before forecasting")
+        return x.clamp(0, 1)
+
+    def _to_model_size(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.model.config.ijepa.image_size
+        return x if x.shape[-2:] == (s, s) else F.interpolate(x, size=(s, s), mode="area")
+
+    def step(self, frames: torch.Tensor, gap_days: torch.Tensor, captions=None, num_inference_steps: int = 20,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """One forecast step on a batch [B, C, H, W] (any size; the model runs at its own size and is resized back)."""
+        size = frames.shape[-2:]
+        x = self._to_model_size(frames)
+        y = self.model.forecast(x, gap_days, captions=captions, num_inference_steps=num_inference_steps, generator=generator)
+        return y if y.shape[-2:] == size else F.interpolate(y, size=tuple(size), mode="bilinear", align_corners=False).clamp(0, 1)
+
+    def _captions(self, sequences: Sequence[Any]):
+        from tamms.models.jepa_caption import CaptionBatch, triple_captions
+
+        caps = [triple_captions(s, s.num_frames - 1, self.describer) for s in sequences]
+        return CaptionBatch([c["informative"] for c in caps], [c["geometric"] for c in caps])
+
+    @torch.no_grad()
+    def __call__(self, sequences: Any, target_days: Sequence[float] | None = None, horizon_days: float | None = None,
+                 num_samples: int = 1, num_inference_steps: int = 20, seed: int = 0) -> ForecastOutput:
+        """1. check inputs  2. pick target dates  3. K samples per sequence  4. mean and spread."""
+        # 1. inputs
+        seqs = [sequences] if hasattr(sequences, "frames") else list(sequences)
+        if not seqs:
+            raise InputError("no sequences to forecast: give at least one dated sequence")
+        if num_samples < 1 or num_inference_steps < 1:
+            raise InputError("num_samples and num_inference_steps must be >= 1")
+        sizes = {s.size for s in seqs}
+        if len(sizes) > 1:
+            raise InputError(f"sequences of different sizes {sorted(sizes)} in one call: forecast them separately")
+        current = torch.stack([self._frame(s.frames[-1]) for s in seqs])  # [B, C, H, W]
+        last_days = torch.tensor([float(s.days[-1]) for s in seqs], dtype=torch.float64)
+        # 2. target dates: given, else the sequence's future date, else last gap (or a year) ahead
+        if target_days is not None:
+            tgt = torch.as_tensor(list(target_days), dtype=torch.float64)
+        else:
+            vals = []
+            for s in seqs:
+                if horizon_days is not None:
+                    vals.append(float(s.days[-1]) + float(horizon_days))
+                elif s.future_date is not None:
+                    vals.append(float(s.days[-1]) + float((s.future_date - s.dates[-1]).days))
+                else:
+                    vals.append(float(s.days[-1]) + (float(s.gaps_days[-1]) if s.num_frames > 1 else 365.0))
+            tgt = torch.tensor(vals, dtype=torch.float64)
+        gap = (tgt - last_days).float()
+        if (gap <= 0).any():
+            raise InputError("target dates must come after the last frame of every sequence")
+        captions = self._captions(seqs) if self.variant == "caption" else None
+        # 3. samples
+        gen = torch.Generator().manual_seed(seed)
+        samples = [self.step(current, gap, captions, num_inference_steps, gen) for _ in range(num_samples)]
+        images = torch.stack(samples, dim=1)  # [B, K, C, H, W]
+        # 4. summary
+        spread = images.std(dim=1, unbiased=False) if num_samples > 1 else None
+        return ForecastOutput(images=images, mean=images.mean(dim=1), spread=spread, target_days=tgt)
+
+    @torch.no_grad()
+    def rollout(self, sequence: Any, start_index: int = 0, steps: int | None = None, step_days: Sequence[float] | None = None,
+                num_inference_steps: int = 20, seed: int = 0) -> list[torch.Tensor]:
+        """Autoregressive rollout (appendix C): start from frame `start_index`, feed every prediction back.
+
+        Steps follow the sequence's own dates (then its future date) unless `step_days` gives the gaps.
+        Captions (caption variant) come from the data for the real start frame; later steps reuse the forecast
+        path: the informative caption is the previous step's, the geometric one too (no pixels are described).
+        """
+        if step_days is None:
+            days = list(sequence.days[start_index:])
+            if sequence.future_date is not None:
+                days.append(float(sequence.days[-1]) + float((sequence.future_date - sequence.dates[-1]).days))
+            step_days = list(np.diff(days))
+        step_days = list(step_days)[: steps or None]
+        if not step_days:
+            raise InputError("nothing to roll out: give step_days or a sequence with frames after start_index")
+        gen = torch.Generator().manual_seed(seed)
+        x = self._frame(sequence.frames[start_index])[None]
+        captions = None
+        if self.variant == "caption":
+            from tamms.models.jepa_caption import CaptionBatch, triple_captions
+
+            c = triple_captions(sequence, start_index, self.describer)
+            captions = CaptionBatch([c["informative"]], [c["geometric"]])
+        outs = []
+        for gap in step_days:
+            x = self.step(x, torch.tensor([float(gap)]), captions, num_inference_steps, gen)
+            outs.append(x[0])
+        return outs
+
+
+# --------------------------------------------------------------------------------------------- benchmark
+def test_sequences(n: int = 16, size: int = 64, frames: int = 4, seed: int = 0, split: str = "test", limit: int = 20000):
+    """The first `n` sequences of the synthetic world whose id falls in `split` (`tamms.data.synthetic.split_of`)."""
+    from tamms.data import synthetic
+
+    config = synthetic.SyntheticWorldConfig(size=size, frames=frames)
+    out = []
+    for index in range(limit):
+        seq = synthetic.generate_sequence(index, config, seed=seed)
+        if synthetic.split_of(seq.meta["id"]) == split:
+            out.append(seq)
+            if len(out) >= n:
+                break
+    return out
+
+
+def image_metrics(pred: torch.Tensor, target: torch.Tensor, rgb: Sequence[int] = (0, 1, 2)) -> dict[str, float | None]:
+    """PSNR, SSIM, GSSIM, L1, MSE (and LPIPS when its weights exist) on the RGB bands, mean over the batch."""
+    from tamms.metrics import image as im
+
+    p, t = pred[:, list(rgb)].float().clamp(0, 1), target[:, list(rgb)].float().clamp(0, 1)
+    row: dict[str, float | None] = {
+        "PSNR": float(im.psnr(p, t)), "SSIM": float(im.ssim(p, t)), "GSSIM": float(im.gssim(p, t)),
+        "L1": float(im.l1(p, t)), "MSE": float(im.mse(p, t)),
+    }
+    try:
+        row["LPIPS"] = float(im.lpips(p, t))
+    except Exception as exc:  # MetricUnavailableError: the weight file is not in the cache
+        row["LPIPS"] = None
+        row["LPIPS_unavailable"] = str(exc)  # type: ignore[assignment]
+    return row
+
+
+def benchmark_rows(models: dict[str, str | Path | None] | None = None, sequences=None, n_sequences: int = 16,
+                   num_inference_steps: int = 20, seed: int = 0) -> list[dict[str, Any]]:
+    """Rows of the forecasting benchmark for `satjepa` and `satjepa-caption`: last frame -> future frame.
+
+    `models` maps a row name to a weights folder (None = shipped weights); defaults to both variants.
+    """
+    models = models or {"satjepa": None, "satjepa-caption": None}
+    sequences = sequences if sequences is not None else test_sequences(n_sequences)
+    target = torch.stack([torch.as_tensor(s.future_frame, dtype=torch.float32) for s in sequences])
+    rows = []
+    for name, folder in models.items():
+        variant = "caption" if name.endswith("caption") else "rgb"
+        pipe = SatJEPAPipeline.from_pretrained(folder, variant=variant)
+        t0 = time.perf_counter()
+        out = pipe(sequences, num_inference_steps=num_inference_steps, seed=seed)
+        secs = time.perf_counter() - t0
+        row = {"model": name, "n": len(sequences), "steps": num_inference_steps,
+               **image_metrics(out.mean, target, sequences[0].rgb_bands or (0, 1, 2)),
+               "seconds_per_image": secs / len(sequences)}
+        rows.append(row)
+    return rows
+
+
+def rollout_figure(path: str | Path, sequence, pipelines: dict[str, SatJEPAPipeline], num_inference_steps: int = 20,
+                   seed: int = 0, overwrite: bool = False) -> Path:
+    """Rows: ground truth, then each model's autoregressive rollout from the first frame (appendix C, Fig. 5)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rgb = list(sequence.rgb_bands or (0, 1, 2))
+    truth = [torch.as_tensor(f) for f in sequence.frames[1:]]
+    if sequence.future_frame is not None:
+        truth.append(torch.as_tensor(sequence.future_frame))
+    dates = [d.isoformat() for d in sequence.dates[1:]] + ([sequence.future_date.isoformat()] if sequence.future_date else [])
+    rows = {"ground truth": truth}
+    for name, pipe in pipelines.items():
+        rows[name] = pipe.rollout(sequence, 0, num_inference_steps=num_inference_steps, seed=seed)
+    cols = len(truth) + 1
+    fig, axes = plt.subplots(len(rows), cols, figsize=(1.8 * cols, 1.9 * len(rows)), squeeze=False)
+    start = torch.as_tensor(sequence.frames[0])
+    for r, (name, frames) in enumerate(rows.items()):
+        for c in range(cols):
+            ax = axes[r][c]
+            ax.axis("off")
+            img = start if c == 0 else frames[c - 1]
+            ax.imshow(img[rgb].permute(1, 2, 0).clamp(0, 1).numpy())
+            if r == 0:
+                ax.set_title(sequence.dates[0].isoformat() + " (input)" if c == 0 else dates[c - 1], fontsize=7)
+        axes[r][0].text(-0.08, 0.5, name, transform=axes[r][0].transAxes, ha="right", va="center", fontsize=8)
+    fig.suptitle("Autoregressive rollout: every prediction is fed back as the next input", fontsize=9)
+    fig.tight_layout()
+    with atomic_output(path, overwrite) as tmp:
+        fig.savefig(tmp, dpi=110, format=Path(path).suffix.lstrip(".") or "png")
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,165 @@
+"""Caption-guided Zero-RGB Sat-JEPA-Diff, captions from the data, training, pipeline and CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tamms.errors import InputError
+from tamms.models.jepa_caption import (
+    CaptionBatch,
+    CaptionForecaster,
+    CaptionForecasterConfig,
+    CaptionGuidedSatJEPA,
+    CaptionSatJEPAConfig,
+    MultiStreamAdapterConfig,
+    TextEncoderConfig,
+    build_tokenizer,
+    geometric_caption,
+    triple_captions,
+)
+from tests.test_jepa import tiny_generator, tiny_ijepa, tiny_rgb_config
+
+TEXTS = ["a summer 2019 image showing dense forest across most of the scene",
+         "a winter 2020 image showing cropland in the centre and water in the north",
+         "water in the top-left, forest in the centre", "buildings spread eastward along a new road"]
+
+
+def tiny_caption_config() -> CaptionSatJEPAConfig:
+    return CaptionSatJEPAConfig(
+        ijepa=tiny_ijepa(), text=TextEncoderConfig(vocab_size=64, dim=16, depth=1, heads=2, max_len=24),
+        forecaster=CaptionForecasterConfig(ijepa_dim=32, text_dim=16, hidden_dim=16, num_layers=2, heads=2),
+        adapter=MultiStreamAdapterConfig(ijepa_dim=32, text_dim=16, hidden_dim=32, cross_dim=32, pooled_dim=32, heads=2),
+        generator=tiny_generator(sigma_range=(0.0, 1.0)),
+    )
+
+
+def tiny_caption_model() -> CaptionGuidedSatJEPA:
+    torch.manual_seed(0)
+    return CaptionGuidedSatJEPA(tiny_caption_config(), build_tokenizer(TEXTS, 64))
+
+
+def test_zero_rgb_generator_never_receives_input_pixels():
+    model = tiny_caption_model().eval()
+    caps = CaptionBatch(TEXTS[:2], TEXTS[2:])
+    seen: dict[str, list] = {"adapter": [], "unet": []}
+    model.adapter.register_forward_pre_hook(lambda m, args: seen["adapter"].append(args))
+    model.generator.unet.register_forward_pre_hook(lambda m, args, kw: seen["unet"].append((args, kw)), with_kwargs=True)
+    x = torch.rand(2, 4, 32, 32)
+    y = model.forecast(x, captions=caps, num_inference_steps=3, generator=torch.Generator().manual_seed(0))
+    assert y.shape == x.shape
+    # 1. the adapter gets IJEPA tokens and caption embeddings only: no image-shaped tensor
+    for args in seen["adapter"]:
+        for a in args:
+            for t in (a if isinstance(a, tuple) else (a,)):
+                assert t.ndim != 4, "an image-shaped tensor reached the adapter"
+    # 2. the flow starts from pure noise at sigma = 1, not from the (noised) input frame
+    first_sample, first_t = seen["unet"][0][0][0], seen["unet"][0][0][1]
+    torch.testing.assert_close(first_sample, torch.randn(x.shape, generator=torch.Generator().manual_seed(0)))
+    assert float(first_t.flatten()[0]) == pytest.approx(1000.0)
+    # 3. with the IJEPA forecast held fixed, the input pixels cannot change the output
+    z = model.ijepa.predict(x)
+    model.ijepa.predict = lambda images, gap_days=None: z
+    y1 = model.forecast(x, captions=caps, num_inference_steps=2, generator=torch.Generator().manual_seed(1))
+    y2 = model.forecast(torch.rand_like(x), captions=caps, num_inference_steps=2, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(y1, y2)
+
+
+def test_caption_forecaster_gated_residual_delta():
+    fc = CaptionForecaster(CaptionForecasterConfig(ijepa_dim=8, text_dim=6, hidden_dim=8, num_layers=3, heads=2))
+    assert len(fc.attn) == 3
+    base = torch.randn(2, 6)
+    args = (base, torch.randn(2, 5, 8), torch.randn(2, 4, 6), torch.ones(2, 4, dtype=torch.bool))
+    with torch.no_grad():
+        fc.gate.zero_()
+    torch.testing.assert_close(fc(*args), base)  # a closed gate returns the present caption embedding
+    with torch.no_grad():
+        fc.gate.fill_(0.5)
+    out = fc(*args)
+    assert not torch.allclose(out, base)
+    # the IJEPA tokens steer the forecast
+    out2 = fc(base, torch.randn(2, 5, 8), args[2], args[3])
+    assert not torch.allclose(out, out2)
+
+
+def test_caption_model_loss_has_three_parts_and_trains():
+    model = tiny_caption_model()
+    model.freeze_text_encoder()
+    caps = CaptionBatch(TEXTS, TEXTS[::-1], TEXTS[1:] + TEXTS[:1])
+    out = model.loss(torch.rand(4, 4, 32, 32), torch.rand(4, 4, 32, 32), caps, torch.full((4,), 300.0))
+    expect = out["ijepa/loss"] + model.config.sd_weight * out["diff/loss"] + model.config.caption_weight * out["caption"]
+    assert float(out["loss"]) == pytest.approx(float(expect), rel=1e-6)
+    out["loss"].backward()
+    assert model.caption_forecaster.gate.grad is not None
+    assert all(p.grad is None for p in model.text_encoder.parameters())  # frozen, as the card's encoders
+    with pytest.raises(InputError):
+        model.loss(torch.rand(1, 4, 32, 32), torch.rand(1, 4, 32, 32), CaptionBatch(TEXTS[:1], TEXTS[:1]))
+
+
+def test_triple_captions_from_the_synthetic_world():
+    from tamms.data.synthetic import SyntheticWorldConfig, generate_sequence
+
+    seq = generate_sequence(3, SyntheticWorldConfig(size=32, frames=3))
+    caps = triple_captions(seq, 0)
+    assert caps["informative"] == seq.meta["frame_descriptions"][0]
+    assert caps["semantic_next"] == seq.meta["frame_descriptions"][1]
+    assert "top-left" in caps["geometric"] and "bottom-right" in caps["geometric"]
+    last = triple_captions(seq, seq.num_frames - 1)
+    assert last["semantic_next"] == seq.meta["future_description"]
+    lc = np.zeros((9, 9), dtype=np.int64)
+    lc[:3, :3] = 1
+    text = geometric_caption(lc, ["water", "forest"])
+    assert text.startswith("forest in the top-left") and "water in the bottom-right" in text
+
+
+def _tiny_train_config(variant: str) -> dict:
+    cfg = tiny_caption_config() if variant == "caption" else tiny_rgb_config()
+    return {"variant": variant, "model": cfg.to_dict(),
+            "training": {"batch_size": 4, "max_steps": 3, "warmup_steps": 1, "text_pretrain_steps": 5, "log_every": 1}}
+
+
+@pytest.mark.parametrize("variant", ["rgb", "caption"])
+def test_tiny_model_trains_saves_and_forecasts(tmp_path, variant):
+    from tamms.data.synthetic import SyntheticWorldConfig, generate_sequence
+    from tamms.pipelines.jepa import SatJEPAPipeline
+    from tamms.tasks.jepa import fit
+
+    seqs = [generate_sequence(i, SyntheticWorldConfig(size=32, frames=3)) for i in range(3)]
+    cfg = _tiny_train_config(variant)
+    model, summary = fit(cfg, variant, str(tmp_path / "w"), sequences=seqs, log=lambda *_: None)
+    assert summary["steps"] == 3 and summary["pairs"] == 9
+    before = model.ijepa.target_encoder.pos_embed.clone()
+    assert not torch.equal(before, model.ijepa.encoder.pos_embed)  # the online encoder moved, the EMA lags
+    pipe = SatJEPAPipeline.from_pretrained(tmp_path / "w")
+    assert pipe.variant == variant
+    out = pipe(seqs[:2], num_samples=2, num_inference_steps=2, seed=0)
+    assert out.images.shape == (2, 2, 4, 32, 32) and out.mean.shape == (2, 4, 32, 32)
+    assert out.spread is not None and float(out.spread.mean()) > 0
+    expect_days = [float(s.days[-1]) + (s.future_date - s.dates[-1]).days for s in seqs[:2]]
+    assert out.target_days.tolist() == expect_days
+    again = pipe(seqs[:2], num_samples=2, num_inference_steps=2, seed=0)
+    assert torch.equal(out.images, again.images)  # seeded
+    roll = pipe.rollout(seqs[0], num_inference_steps=2)
+    assert len(roll) == seqs[0].num_frames  # every later frame and the future one
+    with pytest.raises(InputError):
+        pipe._frame(np.zeros((3, 32, 32), np.float32))  # wrong band count names the fix
+
+
+def test_cli_train_jepa(tmp_path):
+    from tamms.cli import main
+
+    cfg = _tiny_train_config("rgb")
+    cfg["model"]["ijepa"]["image_size"] = cfg["model"]["generator"]["image_size"] = 32
+    cfg["data"] = {"n_sequences": 2, "size": 32, "frames": 2, "limit": 50}
+    cfg["training"]["max_steps"] = 1
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(cfg))
+    main(["train", "jepa", "--config", str(path), "--output", str(tmp_path / "out")])
+    saved = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert saved["variant"] == "rgb" and saved["training"]["steps"] == 1
+    with pytest.raises(SystemExit) as exc:  # existing weights are not replaced without --overwrite
+        main(["train", "jepa", "--config", str(path), "--output", str(tmp_path / "out")])
+    assert exc.value.code == 2
