@@ -227,3 +227,16 @@ def test_speed_smoke():
     t0 = time.perf_counter()
     generate_world(100)
     assert time.perf_counter() - t0 < 5.0
+
+
+def test_written_world_reads_back_with_the_data_reader(tmp_path):
+    readers = pytest.importorskip("tamms.data.readers")
+    config = SyntheticWorldConfig(size=32, frames=3)
+    (path,) = write_world(tmp_path / "w", 1, config=config, progress=False)
+    back, seq = readers.read_sequence(path), generate_sequence(0, config)
+    np.testing.assert_allclose(back.frames, seq.frames, atol=0.5 / 255 + 1e-6)
+    np.testing.assert_array_equal(back.landcover, seq.landcover)
+    np.testing.assert_array_equal(back.change_masks, seq.change_masks)
+    np.testing.assert_array_equal(back.future_change_mask, seq.future_change_mask)
+    assert back.dates == seq.dates and back.future_date == seq.future_date and back.captions == seq.captions
+    assert back.crs == seq.crs and tuple(back.transform) == seq.transform

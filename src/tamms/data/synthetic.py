@@ -294,56 +294,78 @@ def split_of(sequence_id: str, val_fraction: float = 0.1, test_fraction: float =
 
 
 # --- writing --------------------------------------------------------------------------------------------
-def _write_tif(path: Path, image: np.ndarray, seq: SitsSequence, overwrite: bool) -> None:
+def _write_tif(path: Path, image: np.ndarray, seq: SitsSequence) -> None:
     import rasterio
     from rasterio.transform import Affine
 
-    from tamms.utils import atomic_output
-
     data = np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)  # [C, H, W]
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        with rasterio.open(
-            tmp, "w", driver="GTiff", height=data.shape[1], width=data.shape[2], count=data.shape[0],
-            dtype="uint8", crs=seq.crs, transform=Affine(*seq.transform), photometric="MINISBLACK",
-            compress="deflate",
-        ) as dst:
-            dst.write(data)
-            dst.descriptions = tuple(seq.band_names or [])
+    with rasterio.open(
+        path, "w", driver="GTiff", height=data.shape[1], width=data.shape[2], count=data.shape[0],
+        dtype="uint8", crs=seq.crs, transform=Affine(*seq.transform), photometric="MINISBLACK",
+        compress="deflate",
+    ) as dst:
+        dst.write(data)
+        dst.descriptions = tuple(seq.band_names or [])
 
 
-def _write_png(path: Path, array: np.ndarray, overwrite: bool) -> None:
+def _write_png(path: Path, array: np.ndarray) -> None:
     from PIL import Image
 
-    from tamms.utils import atomic_output
-
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8), mode="L").save(tmp, format="PNG")
+    Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8), mode="L").save(path, format="PNG")
 
 
 def write_sequence(seq: SitsSequence, folder: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write one sequence as `folder/sequence.json` + GeoTIFF frames (uint8) + land-cover and change PNGs.
 
     Land-cover PNGs hold class indices (CLASS_NAMES order); change PNGs hold 0 (same) or 255 (changed).
+    The files are written into a temporary folder beside `folder` that is renamed onto it at the end,
+    so a crash never leaves a half-written sequence behind.
     """
+    import shutil
+    import tempfile
+
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputExistsError(f"{folder} exists and is a file: choose another output folder")
     if folder.exists() and any(folder.iterdir()) and not overwrite:
         raise OutputExistsError(f"{folder} already exists and is not empty: choose another output folder "
                                 "or pass overwrite=True (--overwrite)")
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        _write_sequence_files(seq, tmp, folder.name)
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(folder, old)
+            os.replace(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def _write_sequence_files(seq: SitsSequence, folder: Path, name: str) -> None:
     frames_json = []
+    descriptions = seq.meta.get("frame_descriptions", [""] * seq.num_frames)
+    clouds = seq.meta.get("cloud_fraction", [0.0] * seq.num_frames)
     for k, date in enumerate(seq.dates):
         iso = date.isoformat()
         entry: dict[str, Any] = {"path": f"{iso}.tif", "date": iso, "landcover": f"landcover_{iso}.png"}
-        _write_tif(folder / entry["path"], seq.frames[k], seq, overwrite)
-        _write_png(folder / entry["landcover"], seq.landcover[k], overwrite)
+        _write_tif(folder / entry["path"], seq.frames[k], seq)
+        _write_png(folder / entry["landcover"], seq.landcover[k])
         if k > 0:
             entry["change_mask"] = f"change_{iso}.png"
-            _write_png(folder / entry["change_mask"], seq.change_masks[k - 1] * 255, overwrite)
-        entry["description"] = seq.meta.get("frame_descriptions", [""] * seq.num_frames)[k]
-        entry["cloud_fraction"] = seq.meta.get("cloud_fraction", [0.0] * seq.num_frames)[k]
+            _write_png(folder / entry["change_mask"], seq.change_masks[k - 1] * 255)
+        entry["description"] = descriptions[k]
+        entry["cloud_fraction"] = clouds[k]
         frames_json.append(entry)
     doc: dict[str, Any] = {
-        "id": seq.meta.get("id", folder.name),
+        "id": seq.meta.get("id", name),
         "scene": seq.scene,
         "captions": list(seq.captions),
         "category": seq.meta.get("category"),
@@ -363,14 +385,11 @@ def write_sequence(seq: SitsSequence, folder: str | os.PathLike, overwrite: bool
         iso = seq.future_date.isoformat()
         fut = {"path": f"future_{iso}.tif", "date": iso, "landcover": f"landcover_future_{iso}.png",
                "change_mask": f"change_future_{iso}.png", "description": seq.meta.get("future_description", "")}
-        _write_tif(folder / fut["path"], seq.future_frame, seq, overwrite)
-        _write_png(folder / fut["landcover"], seq.future_landcover, overwrite)
-        _write_png(folder / fut["change_mask"], seq.future_change_mask * 255, overwrite)
+        _write_tif(folder / fut["path"], seq.future_frame, seq)
+        _write_png(folder / fut["landcover"], seq.future_landcover)
+        _write_png(folder / fut["change_mask"], seq.future_change_mask * 255)
         doc["future"] = fut
-    from tamms.utils import write_text_atomic
-
-    write_text_atomic(folder / "sequence.json", json.dumps(doc, indent=1), overwrite=True)
-    return folder
+    (folder / "sequence.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
 
 
 def write_world(out_dir: str | os.PathLike, n: int, size: int = 64, frames: int = 4, seed: int = 0,

@@ -203,7 +203,7 @@ def _base_layout(rng: np.random.Generator, size: int, noise: dict[str, np.ndarra
     if rng.random() < params["lake"]:
         cy, cx = rng.uniform(0.25, 0.75, 2) * size
         radius = rng.uniform(0.15, 0.28) * size
-        elevation = np.hypot(yy - cy, xx - cx) / radius + 0.22 * noise["coarse"]
+        elevation = np.hypot(yy - cy, xx - cx) / radius + 0.22 * noise["coarse"] + 0.06 * noise["medium"]
         water = elevation < 1.0
         base[water] = WATER
         field_mask &= ~water
@@ -349,7 +349,8 @@ def add_urban_expansion(scene: Scene, rng: np.random.Generator, t0: float, t_end
 
 
 def add_road_extension(scene: Scene, rng: np.random.Generator, t0: float, t_end: float) -> None:
-    """A road grows in one direction at constant speed, its head cleared to bare soil first."""
+    """A road grows in one direction at constant speed, its head cleared to bare soil first; some
+    houses follow along it a while after the road has passed."""
     size = scene.size
     yy, xx = _grid(size)
     direction = str(rng.choice(list(DIRECTIONS)))
@@ -357,20 +358,40 @@ def add_road_extension(scene: Scene, rng: np.random.Generator, t0: float, t_end:
     pc = rng.uniform(0.3, 0.7) * p.max()
     wiggle = rng.uniform(-2.5, 2.5) * size / 64.0 * np.sin(np.pi * s / extent * rng.uniform(0.5, 1.5))
     width = rng.choice([1.0, 1.5]) * size / 64.0
-    road = (np.abs(p - pc - wiggle) < width) & (scene.base != WATER)
+    offset = p - pc - wiggle  # signed distance from the centre line
+    land = scene.base != WATER
+    road = (np.abs(offset) < width) & land
     start, travel = _progress_window(rng, extent, 0.1, 0.3)
     rate = _rate(scene, travel, t0, t_end, 0.15 * extent)
     head_days = _scaled(size, 4) / rate  # the bare head runs ~4 px ahead of the paved road
     on_road = np.where(road, t0 + (s - start) / rate, np.inf)
     scene.stages.append(Stage(on_road - head_days, BARE))
     scene.stages.append(Stage(on_road, ROAD))
+
+    classes_to = ["bare_soil", "road"]
+    houses = np.zeros_like(road)
+    on_house = np.full((size, size), np.inf)
+    if rng.random() < 0.6:  # houses on 2x2 lots on both sides, built `lag` days after the road reached them
+        hs = _scaled(size, 2)
+        side = np.abs(offset) - width
+        lot_s = np.floor(s / (hs + 1)).astype(np.int64)
+        in_lot = (side >= 1) & (side < 1 + hs) & ((s % (hs + 1)) < hs) & land & (scene.base != ROAD)
+        key = lot_s * 2 + (offset > 0)
+        houses = in_lot & (_hash01(key, int(rng.integers(1 << 30))) < rng.uniform(0.35, 0.7))
+        lag = float(rng.uniform(0.1, 0.3)) * max(t_end - t0, 1.0)
+        on_house = np.where(houses, t0 + (lot_s * (hs + 1) - start) / rate + lag, np.inf)
+        scene.stages.append(Stage(on_house, BUILDING))
+        scene.roof_id = np.where(houses, 300000 + key % 100000, scene.roof_id)
+        classes_to.append("building")
     scene.info["road"] = "extension"
     scene.info["road_direction"] = direction
+    first_change = np.minimum(on_road - head_days, on_house)
+    last_change = np.where(houses, on_house, on_road)
     scene.events.append(dict(
         type="road_extension", direction=direction,
-        affected=road & (on_road - head_days <= t_end + 1) & (on_road > t0),
+        affected=(road | houses) & (first_change <= t_end + 1) & (last_change > t0),
         rate_px_per_year=rate * 365.25, classes_from=["grass", "crop_green", "crop_ripe", "crop_ploughed", "forest"],
-        classes_to=["bare_soil", "road"],
+        classes_to=classes_to,
     ))
 
 
@@ -453,10 +474,11 @@ def add_construction(scene: Scene, rng: np.random.Generator, t0: float, t_end: f
     s, _, extent = _along(direction, size, yy, xx)
     free = ~np.isin(scene.base, (WATER, ROAD, BUILDING))
     sites: list[tuple[int, int, int, int]] = []
-    for _ in range(40):
-        if len(sites) >= int(rng.integers(2, 5)) and len(sites) >= 2:
+    n_sites = int(rng.integers(3, 7))
+    for _ in range(60):
+        if len(sites) >= n_sites:
             break
-        h, w = (rng.integers(6, 13, 2) * size / 64.0).astype(int)
+        h, w = (rng.integers(7, 14, 2) * size / 64.0).astype(int)
         y0, x0 = int(rng.integers(0, size - h)), int(rng.integers(0, size - w))
         if free[y0:y0 + h, x0:x0 + w].mean() < 0.9:
             continue
@@ -469,14 +491,16 @@ def add_construction(scene: Scene, rng: np.random.Generator, t0: float, t_end: f
     on_site = np.full((size, size), np.inf)
     on_done = np.full((size, size), np.inf)
     final = np.full((size, size), BUILDING, dtype=np.int64)
-    # the first site starts within the input dates, the others follow evenly until the future date
-    first = t0 + rng.uniform(0.0, 0.5) * in_span
-    starts = first + (np.arange(len(sites)) / max(len(sites), 1)) * (t_end - first) * rng.uniform(0.8, 1.0)
+    # one site after another along the direction, evenly from within the input dates to the future date;
+    # each takes a bit longer than the spacing, so there is almost always a site in progress
+    first = t0 + rng.uniform(0.0, 0.4) * in_span
+    spacing = (t_end - first) / max(len(sites), 1)
+    starts = first + np.arange(len(sites)) * spacing
     for k, (y0, x0, h, w) in enumerate(sites):
         box = (slice(y0, y0 + h), slice(x0, x0 + w))
         ok = free[box]
         t_start = float(starts[k])
-        duration = float(np.clip(rng.uniform(150, 500), 0.1 * span, 0.35 * span))
+        duration = float(spacing * rng.uniform(0.9, 1.6))
         on_site[box] = np.where(ok, t_start, np.inf)
         on_done[box] = np.where(ok, t_start + duration, np.inf)
         ring = np.zeros((h, w), dtype=bool)

@@ -70,6 +70,21 @@ def noise_bank(rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
     return {name: fields[k].astype(np.float32) for k, name in enumerate(scales)}
 
 
+def _soften(img: np.ndarray) -> np.ndarray:
+    """The sensor's blur: a separable [0.15, 0.7, 0.15] kernel over rows and columns (edges repeated)."""
+    out = 0.7 * img
+    out[:, 1:] += 0.15 * img[:, :-1]
+    out[:, :-1] += 0.15 * img[:, 1:]
+    out[:, 0] += 0.15 * img[:, 0]
+    out[:, -1] += 0.15 * img[:, -1]
+    res = 0.7 * out
+    res[:, :, 1:] += 0.15 * out[:, :, :-1]
+    res[:, :, :-1] += 0.15 * out[:, :, 1:]
+    res[:, :, 0] += 0.15 * out[:, :, 0]
+    res[:, :, -1] += 0.15 * out[:, :, -1]
+    return res
+
+
 class Renderer:
     """Static textures of one scene, and `render(landcover, day)` for any date."""
 
@@ -134,6 +149,8 @@ class Renderer:
         bshadow[1:, 1:] = building[:-1, :-1]
         factor = np.where(bshadow & ~tall, 0.55, np.where(shadow, 0.8, 1.0)).astype(np.float32)
         img = img * factor[None]
+
+        img = _soften(img)
 
         # illumination of the date: gain, per-band drift, haze
         gain = rng.uniform(0.88, 1.12) * (1 + rng.normal(0, 0.025, 4)).astype(np.float32)

@@ -250,6 +250,10 @@ def change_captions(first: np.ndarray, last: np.ndarray, category: str, events: 
                   "a road is built {d} through the {src}"]
         if ((last == BARE) & changed).any():
             t += ["a road is built {w} and the land ahead of it is cleared"]
+        if ((last == BUILDING) & changed).sum() >= 4:
+            t += ["a road is built {w} and some houses appear beside it", "houses are built along the new road {w}"]
+            if dirs:
+                t += ["a road with houses on both sides is extended {d}"]
     elif category == "deforestation":
         to_forest = ((last == FOREST) & changed).mean()
         to_open = (((last == BARE) | (last == GRASS)) & changed & (first == FOREST)).mean()
