@@ -98,3 +98,18 @@ def test_synth_then_inspect(tmp_path, capsys, monkeypatch):
 def test_help_is_fast_and_lists_commands(capsys):
     code, out, _ = run(["data", "--help"], capsys)
     assert code == 0 and "inspect" in out and "synth" in out
+
+
+def test_inspect_dated_image_folder(tmp_path, capsys):
+    from PIL import Image
+
+    site = tmp_path / "site"
+    site.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("img_20200105.png", "img_2018-03-01.png", "img_1999.png"):
+        Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(site / name)
+    code, out, _ = run(["data", "inspect", str(site), "--sheet", str(tmp_path / "s.png")], capsys)
+    assert code == 0
+    assert out.index("1999-07-01") < out.index("2018-03-01") < out.index("2020-01-05")  # sorted by date
+    assert " 6818 " in out and " 675 " in out and "CRS none" in out and "20x24" in out
+    assert read_image(tmp_path / "s.png").count == 3

@@ -182,6 +182,8 @@ def test_sequence_json_unsorted_and_extras(tmp_path):
     np.testing.assert_array_equal(nir_first.frames[:, 0], seq.frames[:, 3])
     assert nir_first.band_names == ["nir", "red", "green", "blue"] and nir_first.rgb_bands == (1, 2, 3)
     assert read_sequence(folder, bands=[2]).frames.shape == (3, 1, 12, 12)
+    with pytest.raises(DateError, match="already gives the dates"):
+        read_sequence(folder, dates=["2001", "2002", "2003"])
 
 
 def test_read_sequences_collection(tmp_path):

@@ -300,7 +300,10 @@ def _listing(path: PathLike | Sequence[PathLike], dates: Sequence[Any] | None) -
         if not is_image(path):
             raise InputError(f"{path} is not an image (.tif, .png, .jpg) nor a sequence.json")
         return _list_files([path], dates, "files", path.parent)
-    if (path / "sequence.json").is_file() and dates is None:
+    if (path / "sequence.json").is_file():
+        if dates is not None:
+            raise DateError(f"{path / 'sequence.json'} already gives the dates: drop the explicit dates, or edit "
+                            "sequence.json")
         return _list_json(path / "sequence.json")
     images = list_images(path)
     if not images:
