@@ -113,3 +113,12 @@ def test_inspect_dated_image_folder(tmp_path, capsys):
     assert out.index("1999-07-01") < out.index("2018-03-01") < out.index("2020-01-05")  # sorted by date
     assert " 6818 " in out and " 675 " in out and "CRS none" in out and "20x24" in out
     assert read_image(tmp_path / "s.png").count == 3
+
+
+def test_inspect_single_geotiff_with_explicit_date(tmp_path, capsys):
+    tif = shared_path("geotiff", "RGB.byte.tif")
+    code, _, err = run(["data", "inspect", str(tif), "--no-sheet"], capsys)
+    assert code == 2 and "no date in the name of RGB.byte.tif" in err
+    code, out, _ = run(["data", "inspect", str(tif), "--dates", "2020-01-01", "--sheet", str(tmp_path / "r.png")],
+                       capsys)
+    assert code == 0 and "2020-01-01" in out and "EPSG:32618" in out and "718x791" in out and "32.5%" in out

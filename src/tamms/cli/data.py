@@ -31,6 +31,8 @@ def inspect_command(
     bands: Optional[str] = typer.Option(None, "--bands", help="Bands to read, by 0-based index or name: 0,1,2"),
     scaling: str = typer.Option("auto", "--scaling", help="auto | percentile | none | a divisor (10000)."),
     limit: int = typer.Option(20, "--limit", help="Rows shown for a folder of many sequences."),
+    dates: Optional[str] = typer.Option(None, "--dates", help="Dates of the images (comma-separated, in file "
+                                        "name order) when their names carry none: 2019-09-04,2020-08-31"),
 ) -> None:
     """Print a summary table (dates, gaps, bands, dtype, CRS, size, nodata) and write a contact sheet."""
     from rich.console import Console
@@ -42,6 +44,8 @@ def inspect_command(
     read_kwargs = {"scaling": scaling}
     if bands:
         read_kwargs["bands"] = _parse_bands(bands)
+    if dates:
+        read_kwargs["dates"] = [d.strip() for d in dates.split(",") if d.strip()]
     out = None
     if not no_sheet:
         out = sheet or Path.cwd() / f"{path.resolve().name}_contact_sheet.png"
