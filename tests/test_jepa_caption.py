@@ -163,3 +163,23 @@ def test_cli_train_jepa(tmp_path):
     with pytest.raises(SystemExit) as exc:  # existing weights are not replaced without --overwrite
         main(["train", "jepa", "--config", str(path), "--output", str(tmp_path / "out")])
     assert exc.value.code == 2
+
+
+def test_forecast_registry_adapter_runs_in_the_forecast_pipeline(tmp_path):
+    forecast = pytest.importorskip("tamms.pipelines.forecast")
+    from tamms.data.synthetic import SyntheticWorldConfig, generate_sequence
+    from tamms.pipelines.jepa import build_model, load_satjepa, save_pretrained
+
+    seqs = [generate_sequence(i, SyntheticWorldConfig(size=32, frames=3)) for i in range(2)]
+    cfg = _tiny_train_config("rgb")["model"]
+    for section in ("ijepa", "adapter", "generator"):
+        cfg[section]["in_channels"] = 3  # the forecasting pipeline feeds RGB
+    save_pretrained(build_model(cfg, "rgb"), tmp_path / "w")
+    model = load_satjepa(tmp_path / "w")
+    assert model.name == "satjepa" and model.channels == 3 and model.tile_size == 32
+    pipe = forecast.ForecastPipeline(model)
+    d0 = seqs[0].dates[-1]
+    out = pipe(seqs[0], [d0.replace(year=d0.year + 1), d0.replace(year=d0.year + 2)], num_samples=2,
+               num_inference_steps=2)
+    assert out.images.shape == (1, 2, 3, 32, 32)
+    assert len(out.trajectory) == 2  # a two-date rollout fed the first forecast back

@@ -33,7 +33,7 @@ from tamms.errors import ConfigError, InputError, MissingWeightsError
 class IJEPAConfig:
     image_size: int = 64
     patch_size: int = 8
-    in_channels: int = 4
+    in_channels: int = 3
     embed_dim: int = 96
     depth: int = 3
     num_heads: int = 4

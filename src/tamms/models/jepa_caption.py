@@ -369,7 +369,8 @@ class CaptionGuidedSatJEPA(nn.Module):
 
     @torch.no_grad()
     def forecast(self, current: torch.Tensor, gap_days: torch.Tensor | None = None, captions: CaptionBatch | None = None,
-                 num_inference_steps: int | None = None, generator: torch.Generator | None = None, **_: object) -> torch.Tensor:
+                 num_inference_steps: int | None = None, generator: torch.Generator | None = None,
+                 noise: torch.Tensor | None = None, **_: object) -> torch.Tensor:
         """I_t + captions -> I_hat_{t+1}. The pixels of I_t go to the IJEPA encoder only; the flow starts from noise."""
         if captions is None:
             raise InputError("the caption-guided model needs captions of the current frame (informative and geometric)")
@@ -377,7 +378,8 @@ class CaptionGuidedSatJEPA(nn.Module):
         z_hat = self.ijepa.predict(current, gap_days)
         cond, _ = self.condition(z_hat, captions)
         del current  # nothing below may read the input pixels
-        return self.generator.sample(cond, None, shape=shape, num_inference_steps=num_inference_steps, generator=generator)
+        return self.generator.sample(cond, None, shape=shape, num_inference_steps=num_inference_steps, generator=generator,
+                                     noise=noise)
 
     def save_tokenizer(self, folder: Path) -> None:
         (Path(folder) / "tokenizer.json").write_text(self.text_encoder.tokenizer.to_str(), encoding="utf-8")

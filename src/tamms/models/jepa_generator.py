@@ -52,7 +52,7 @@ def patchify(images: torch.Tensor, size: int, patch: int) -> torch.Tensor:
 @dataclass
 class AdapterConfig:
     ijepa_dim: int = 96
-    in_channels: int = 4
+    in_channels: int = 3
     hidden_dim: int = 128
     cross_dim: int = 64
     pooled_dim: int = 64
@@ -126,7 +126,7 @@ class ConditioningAdapter(nn.Module):
 @dataclass
 class FlowGeneratorConfig:
     image_size: int = 64
-    in_channels: int = 4
+    in_channels: int = 3
     block_out_channels: tuple[int, ...] = (32, 64, 64)
     down_block_types: tuple[str, ...] = ("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D")
     up_block_types: tuple[str, ...] = ("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D")
@@ -267,11 +267,12 @@ class FlowGenerator(nn.Module):
     @torch.no_grad()
     def sample(self, cond, start: torch.Tensor | None, shape: tuple[int, ...] | None = None,
                num_inference_steps: int | None = None, strength: float | None = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
         """Integrate dx/dsigma = v from sigma = strength down to 0 in exactly `num_inference_steps` Euler steps.
 
         `start` (images in [0, 1]) is noised to sigma = strength (SDEdit-style); with `start=None` the chain
-        starts from pure noise at sigma = 1 (the Zero-RGB variant). Returns images in [0, 1].
+        starts from pure noise at sigma = 1 (the Zero-RGB variant). `noise` (model-space shape) replaces the
+        generator's draw of the starting noise. Returns images in [0, 1].
         """
         n = int(num_inference_steps or self.config.num_inference_steps)
         if n < 1:
@@ -285,10 +286,11 @@ class FlowGenerator(nn.Module):
         if start is None:
             if shape is None:
                 raise InputError("sampling from pure noise needs the output shape")
-            x = torch.randn(shape, generator=generator)
+            x = noise.clone() if noise is not None else torch.randn(shape, generator=generator)
         else:
             x0 = self.to_model_space(start)
-            noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+            if noise is None:
+                noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
             x = scheduler.scale_noise(x0, scheduler.timesteps[:1].expand(x0.shape[0]), noise)
         for t in scheduler.timesteps:
             sigma = (t / self.config.num_train_timesteps).expand(x.shape[0])
@@ -352,8 +354,9 @@ class SatJEPADiff(nn.Module):
 
     @torch.no_grad()
     def forecast(self, current: torch.Tensor, gap_days: torch.Tensor | None = None, num_inference_steps: int | None = None,
-                 strength: float | None = None, generator: torch.Generator | None = None, **_: object) -> torch.Tensor:
+                 strength: float | None = None, generator: torch.Generator | None = None,
+                 noise: torch.Tensor | None = None, **_: object) -> torch.Tensor:
         """I_t [B, C, H, W] in [0, 1] -> I_hat_{t+1} [B, C, H, W]."""
         cond = self.condition(current, gap_days)
         return self.generator.sample(cond, current, num_inference_steps=num_inference_steps, strength=strength,
-                                     generator=generator)
+                                     generator=generator, noise=noise)

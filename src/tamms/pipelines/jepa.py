@@ -118,6 +118,11 @@ class SatJEPAPipeline:
             raise InputError("the input frame holds NaN or inf values: fill or mask them before forecasting")
         return x.clamp(0, 1)
 
+    def bands(self, seq: Any) -> list[int]:
+        from tamms.tasks.jepa import select_bands
+
+        return select_bands(seq, self.model.config.ijepa.in_channels)
+
     def _to_model_size(self, x: torch.Tensor) -> torch.Tensor:
         s = self.model.config.ijepa.image_size
         return x if x.shape[-2:] == (s, s) else F.interpolate(x, size=(s, s), mode="area")
@@ -149,7 +154,7 @@ class SatJEPAPipeline:
         sizes = {s.size for s in seqs}
         if len(sizes) > 1:
             raise InputError(f"sequences of different sizes {sorted(sizes)} in one call: forecast them separately")
-        current = torch.stack([self._frame(s.frames[-1]) for s in seqs])  # [B, C, H, W]
+        current = torch.stack([self._frame(s.frames[-1][self.bands(s)]) for s in seqs])  # [B, C, H, W]
         last_days = torch.tensor([float(s.days[-1]) for s in seqs], dtype=torch.float64)
         # 2. target dates: given, else the sequence's future date, else last gap (or a year) ahead
         if target_days is not None:
@@ -194,7 +199,7 @@ class SatJEPAPipeline:
         if not step_days:
             raise InputError("nothing to roll out: give step_days or a sequence with frames after start_index")
         gen = torch.Generator().manual_seed(seed)
-        x = self._frame(sequence.frames[start_index])[None]
+        x = self._frame(sequence.frames[start_index][self.bands(sequence)])[None]
         captions = None
         if self.variant == "caption":
             from tamms.models.jepa_caption import CaptionBatch, triple_captions
@@ -249,16 +254,17 @@ def benchmark_rows(models: dict[str, str | Path | None] | None = None, sequences
     """
     models = models or {"satjepa": None, "satjepa-caption": None}
     sequences = sequences if sequences is not None else test_sequences(n_sequences)
-    target = torch.stack([torch.as_tensor(s.future_frame, dtype=torch.float32) for s in sequences])
     rows = []
     for name, folder in models.items():
         variant = "caption" if name.endswith("caption") else "rgb"
         pipe = SatJEPAPipeline.from_pretrained(folder, variant=variant)
+        target = torch.stack([torch.as_tensor(s.future_frame[pipe.bands(s)], dtype=torch.float32) for s in sequences])
+        rgb = (0, 1, 2) if target.shape[1] == 3 else (sequences[0].rgb_bands or (0, 1, 2))
         t0 = time.perf_counter()
         out = pipe(sequences, num_inference_steps=num_inference_steps, seed=seed)
         secs = time.perf_counter() - t0
         row = {"model": name, "n": len(sequences), "steps": num_inference_steps,
-               **image_metrics(out.mean, target, sequences[0].rgb_bands or (0, 1, 2)),
+               **image_metrics(out.mean, target, rgb),
                "seconds_per_image": secs / len(sequences)}
         rows.append(row)
     return rows
@@ -298,3 +304,75 @@ def rollout_figure(path: str | Path, sequence, pipelines: dict[str, SatJEPAPipel
         fig.savefig(tmp, dpi=110, format=Path(path).suffix.lstrip(".") or "png")
     plt.close(fig)
     return Path(path)
+
+
+# --------------------------------------------------------------------------------------------- forecast registry
+class SatJEPAForecastModel:
+    """`tamms.models.registry.ForecastModel` for `--model satjepa` / `satjepa-caption` of `tamms forecast`.
+
+    One step per call: I_t = the last history frame, gap = target - last date. The caption variant captions
+    the last frame with the description model (`DescribePipeline`, default weights) since the registry
+    interface carries tensors, not the data's frame descriptions; geometric = informative caption then.
+    """
+
+    stochastic = True
+    uses_semantic = False
+    uses_text = False
+    history = 1
+
+    def __init__(self, pipeline: SatJEPAPipeline, name: str, describer=None):
+        self.pipeline = pipeline
+        self.name = name
+        self.channels = pipeline.model.config.ijepa.in_channels
+        self.tile_size = pipeline.model.config.ijepa.image_size
+        self.describer = describer
+
+    def _captions(self, history: torch.Tensor, history_days: torch.Tensor):
+        from tamms.data.sequence import SitsSequence, from_days
+        from tamms.models.jepa_caption import CaptionBatch
+
+        if self.describer is None:
+            try:
+                from tamms.pipelines.describe import DescribePipeline
+
+                self.describer = DescribePipeline.from_pretrained(default_weights("describer"))
+            except Exception as exc:
+                raise MissingWeightsError(
+                    "satjepa-caption needs captions of the current frame and no description model could be loaded "
+                    f"({exc}); train it with `tamms train describe`, or use tamms.pipelines.jepa.SatJEPAPipeline "
+                    "on sequences carrying meta['frame_descriptions']") from None
+        seqs = [SitsSequence(frames=h.numpy(), dates=[from_days(float(d)) for d in dd])
+                for h, dd in zip(history, history_days)]
+        texts = list(self.describer(seqs).texts)
+        return CaptionBatch(texts, texts)
+
+    def forecast(self, history: torch.Tensor, history_days: torch.Tensor, target_days: torch.Tensor,
+                 num_samples: int = 1, num_inference_steps: int = 20, noise: torch.Tensor | None = None,
+                 generator: torch.Generator | None = None, **_: Any) -> torch.Tensor:
+        if history.shape[2] != self.channels:
+            raise InputError(f"{self.name} takes {self.channels}-band frames, got {history.shape[2]}")
+        current = history[:, -1].float().clamp(0, 1)  # [B, C, H, W]
+        gap = (target_days.double() - history_days[:, -1].double()).float()
+        captions = self._captions(history, history_days) if self.pipeline.variant == "caption" else None
+        outs = []
+        for k in range(num_samples):
+            nz = None
+            if noise is not None and tuple(noise.shape[-2:]) == tuple(current.shape[-2:]) == (self.tile_size,) * 2:
+                nz = noise[:, k].float() * 1.0
+            if nz is not None:
+                x = self.pipeline._to_model_size(current)
+                outs.append(self.pipeline.model.forecast(x, gap, captions=captions, num_inference_steps=num_inference_steps,
+                                                         generator=generator, noise=nz))
+            else:
+                outs.append(self.pipeline.step(current, gap, captions, num_inference_steps, generator))
+        return torch.stack(outs, dim=1)  # [B, K, C, H, W]
+
+
+def load_satjepa(weights: str | Path | None = None, **_: Any) -> SatJEPAForecastModel:
+    """Registry loader: `FORECAST_MODELS["satjepa"] = load_satjepa`."""
+    return SatJEPAForecastModel(SatJEPAPipeline.from_pretrained(weights, variant="rgb"), "satjepa")
+
+
+def load_satjepa_caption(weights: str | Path | None = None, describer=None, **_: Any) -> SatJEPAForecastModel:
+    """Registry loader: `FORECAST_MODELS["satjepa-caption"] = load_satjepa_caption`."""
+    return SatJEPAForecastModel(SatJEPAPipeline.from_pretrained(weights, variant="caption"), "satjepa-caption", describer)

@@ -21,16 +21,29 @@ from tamms.models.jepa_caption import CaptionBatch, CaptionGuidedSatJEPA, triple
 from tamms.models.jepa_generator import SatJEPADiff
 
 
-class JEPAPairDataset(Dataset):
-    """Pairs (I_t, I_{t+1}) from sequences; every band is kept (the paper's RGB becomes C bands here)."""
+def select_bands(seq: Any, channels: int) -> list[int]:
+    """The band indices a `channels`-band model takes: RGB for 3, all bands when the counts agree."""
+    if channels == seq.num_bands:
+        return list(range(channels))
+    if channels == 3 and seq.rgb_bands is not None:
+        return list(seq.rgb_bands)
+    from tamms.errors import InputError
 
-    def __init__(self, sequences: Sequence[Any], with_captions: bool = False):
+    raise InputError(f"the model takes {channels} bands but the sequence has {seq.num_bands} (rgb_bands="
+                     f"{seq.rgb_bands}); give {channels}-band data or train a model for {seq.num_bands} bands")
+
+
+class JEPAPairDataset(Dataset):
+    """Pairs (I_t, I_{t+1}) from sequences (RGB for the paper's 3-band models, else all bands)."""
+
+    def __init__(self, sequences: Sequence[Any], with_captions: bool = False, channels: int = 3):
         self.items: list[dict[str, Any]] = []
         for seq in sequences:
-            frames = list(seq.frames)
+            bands = select_bands(seq, channels)
+            frames = list(seq.frames[:, bands])
             days = list(seq.days)
             if seq.future_frame is not None and seq.future_date is not None:
-                frames.append(seq.future_frame)
+                frames.append(seq.future_frame[bands])
                 days.append(float((seq.future_date - seq.dates[0]).days + days[0]))
             sid = str((seq.meta or {}).get("id", (seq.meta or {}).get("name", "seq")))
             for t in range(len(frames) - 1):
@@ -178,7 +191,8 @@ def fit(config: dict[str, Any], variant: str, output: str | None = None, overwri
     L.seed_everything(seed, verbose=False)
     t0 = time.perf_counter()
     seqs = list(sequences) if sequences is not None else training_sequences(config.get("data", {}), "train")
-    dataset = JEPAPairDataset(seqs, with_captions=(variant == "caption"))
+    channels = int(config.get("model", {}).get("ijepa", {}).get("in_channels", 3))
+    dataset = JEPAPairDataset(seqs, with_captions=(variant == "caption"), channels=channels)
     if len(dataset) == 0:
         from tamms.errors import InputError
 

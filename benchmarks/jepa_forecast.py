@@ -1,0 +1,96 @@
+"""Sat-JEPA-Diff rows of the forecasting benchmark, and the multi-step rollout figure.
+
+    OMP_NUM_THREADS=1 python benchmarks/jepa_forecast.py [--n 32] [--steps 20] [--overwrite]
+
+Held-out synthetic split (`tamms.data.synthetic.split_of(id) == "test"`, 64 x 64, 4 frames, seed 0): each
+model forecasts the future frame from the last input frame at the future date; metrics on RGB in [0, 1]
+from `tamms.metrics.image` (PSNR, SSIM, GSSIM, L1, MSE; LPIPS/FID when their weight files exist).
+Persistence (copy the last frame) is computed alongside for context. The caption variant gets its
+captions from the data (frame description + land-cover layout of the last frame), as documented.
+Writes benchmarks/results/jepa_forecast.{json,md} and benchmarks/results/jepa_rollout.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results"
+
+
+def persistence_row(sequences) -> dict:
+    from tamms.pipelines.jepa import image_metrics
+
+    last = torch.stack([torch.as_tensor(s.frames[-1][list(s.rgb_bands)]) for s in sequences])
+    target = torch.stack([torch.as_tensor(s.future_frame[list(s.rgb_bands)]) for s in sequences])
+    return {"model": "persistence (context)", "n": len(sequences), "steps": 0, **image_metrics(last, target)}
+
+
+def fid_row(pred: torch.Tensor, target: torch.Tensor) -> float | None:
+    try:
+        from tamms.metrics import image as im
+
+        return float(im.fid(pred, target))
+    except Exception:
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=32, help="test sequences")
+    ap.add_argument("--steps", type=int, default=20, help="sampler steps")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--overwrite", action="store_true")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+
+    from tamms.pipelines.jepa import SatJEPAPipeline, benchmark_rows, rollout_figure, test_sequences
+
+    t0 = time.perf_counter()
+    seqs = test_sequences(args.n, seed=args.seed)
+    rows = [persistence_row(seqs)] + benchmark_rows(sequences=seqs, num_inference_steps=args.steps, seed=args.seed)
+    command = "OMP_NUM_THREADS=1 python benchmarks/jepa_forecast.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    result = {"command": command.strip(), "split": "synthetic test (split_of == 'test'), 64x64, 4 frames, seed 0",
+              "task": "last input frame -> future frame (one step, gap = future date - last date)",
+              "metrics": "tamms.metrics.image on RGB in [0, 1], data_range 1; mean over sequences",
+              "rows": rows, "seconds": round(time.perf_counter() - t0, 1),
+              "machine": f"{platform.machine()} {platform.system()}, torch {torch.__version__}, 1 thread"}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    from tamms.utils import write_text_atomic
+
+    write_text_atomic(RESULTS / "jepa_forecast.json", json.dumps(result, indent=2), overwrite=args.overwrite)
+    cols = ["model", "L1", "MSE", "PSNR", "SSIM", "GSSIM", "LPIPS", "seconds_per_image"]
+    lines = [f"# Sat-JEPA-Diff on the synthetic test split ({len(seqs)} sequences, {args.steps} sampler steps)", "",
+             f"Command: `{result['command']}`", "", result["task"] + "; " + result["metrics"] + ".", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = r.get(c)
+            cells.append("n/a" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v)))
+        lines.append("| " + " | ".join(cells) + " |")
+    unavailable = {r.get("LPIPS_unavailable") for r in rows if r.get("LPIPS_unavailable")}
+    if unavailable:
+        lines += ["", "LPIPS/FID unavailable: " + "; ".join(sorted(unavailable))]
+    write_text_atomic(RESULTS / "jepa_forecast.md", "\n".join(lines) + "\n", overwrite=args.overwrite)
+
+    # rollout figure: the test sequence with the longest span, rolled out from its first frame
+    seq = max(seqs, key=lambda s: (s.future_date - s.dates[0]).days)
+    pipes = {"satjepa": SatJEPAPipeline.from_pretrained(variant="rgb"),
+             "satjepa-caption": SatJEPAPipeline.from_pretrained(variant="caption")}
+    rollout_figure(RESULTS / "jepa_rollout.png", seq, pipes, num_inference_steps=args.steps, seed=args.seed,
+                   overwrite=args.overwrite)
+    print("\n".join(lines))
+    print(f"rollout figure: {RESULTS / 'jepa_rollout.png'} ({seq.meta.get('id')})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
