@@ -1,0 +1,263 @@
+"""Forecast quality: the TAMMs forecaster, its three ablations and four baselines, on one table.
+
+Test data:
+  synthetic   held-out test split of the synthetic world (sequences 0..N-1 whose split is "test"):
+              the last 3 input frames -> the future frame; the true future change mask is exact.
+  naip_nd_a, landsat_pucallpa_a (../shared/data): the 3 frames before the last -> the last frame
+              (never seen in training); the "true" change is C(I_t, I_{t+1}) of the detector.
+Metrics (DESIGN.md): PSNR, SSIM, GSSIM, LPIPS (when its weights are in the torch hub cache), TCS with
+SPS and ACS (detector named), future-change F1. Diffusion models: 1 sample, DDIM, `--steps` steps.
+Also: the time of one 64x64 forecast with 20 sampler steps.
+
+    OMP_NUM_THREADS=1 python benchmarks/forecast_quality.py [--max-synthetic 48] [--steps 20]
+
+Writes benchmarks/results/forecast_quality.{json,md} and forecast_strip_*.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+SHARED = ROOT.parent / "shared" / "data"
+MODELS = ["tamms", "tamms-no-semantic", "tamms-no-text", "tamms-base-control",
+          "persistence", "linear-trend", "simvp", "convlstm"]
+DETERMINISTIC = ["persistence", "linear-trend", "simvp", "convlstm"]
+
+
+@dataclass
+class Case:
+    name: str
+    source: str
+    sequence: object  # SitsSequence of the history frames (RGB)
+    target: np.ndarray  # [3, H, W]
+    target_date: dt.date
+    true_change: np.ndarray | None  # [H, W] exact future change (synthetic), else None
+
+
+def synthetic_cases(n_pool: int, limit: int) -> list[Case]:
+    from tamms.data.synthetic import SyntheticWorldConfig, generate_sequence, split_of
+
+    cfg = SyntheticWorldConfig(size=64, frames=4)
+    cases = []
+    for i in range(n_pool):
+        seq = generate_sequence(i, cfg, seed=0)
+        if split_of(str(seq.meta.get("id"))) != "test":
+            continue
+        hist = seq.select(range(seq.num_frames - 3, seq.num_frames))
+        target = seq.future_frame[list(seq.rgb_bands)]
+        cases.append(Case(str(seq.meta.get("id")), "synthetic", hist, target.astype(np.float32), seq.future_date,
+                          None if seq.future_change_mask is None else seq.future_change_mask.astype(bool)))
+        if len(cases) >= limit:
+            break
+    return cases
+
+
+def real_cases() -> list[Case]:
+    from tamms.data.readers import read_sequence
+
+    cases = []
+    for name in ("naip_nd_a", "landsat_pucallpa_a"):
+        path = SHARED / name
+        if not path.exists():
+            continue
+        seq = read_sequence(path)
+        n = seq.num_frames
+        hist = seq.select(range(n - 4, n - 1))
+        cases.append(Case(name, name, hist, seq.rgb()[-1].astype(np.float32), seq.dates[-1], None))
+    return cases
+
+
+def run_model(name: str, cases: list[Case], steps: int, seed: int, batch: int = 16) -> tuple[list[np.ndarray], float]:
+    """Forecast every case; cases of the same size and target date go through the pipeline together."""
+    from tamms.pipelines.forecast import ForecastPipeline
+
+    pipe = ForecastPipeline.from_pretrained(name)
+    start = time.time()
+    groups: dict[tuple, list[int]] = {}
+    for i, c in enumerate(cases):
+        groups.setdefault((c.target.shape, c.target_date), []).append(i)
+    out: dict[int, np.ndarray] = {}
+    for (_, date), idxs in groups.items():
+        for s in range(0, len(idxs), batch):
+            ids = idxs[s:s + batch]
+            res = pipe([cases[i].sequence for i in ids], date, num_samples=1, num_inference_steps=steps, seed=seed)
+            for j, i in enumerate(ids):
+                out[i] = res.mean[j].numpy()
+    return [out[i] for i in range(len(cases))], time.time() - start
+
+
+def time_one_forecast(steps: int = 20, repeats: int = 3) -> dict:
+    from tamms.pipelines.forecast import ForecastPipeline
+
+    pipe = ForecastPipeline.from_pretrained("tamms")
+    case = synthetic_cases(60, 1)[0]
+    pipe(case.sequence, case.target_date, num_inference_steps=2)  # warm-up
+    times = []
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        pipe(case.sequence, case.target_date, num_inference_steps=steps, seed=r)
+        times.append(time.perf_counter() - t0)
+    return {"steps": steps, "size": 64, "seconds_median": float(np.median(times)), "seconds_all": times,
+            "threads": torch.get_num_threads(), "includes": "describer (M_t) + history encoding + sampling",
+            "load_average": os.getloadavg()[0]}
+
+
+def evaluate(cases: list[Case], preds: list[np.ndarray], detector) -> dict[str, dict[str, float]]:
+    from tamms.metrics import image as im
+    from tamms.metrics import temporal as tm
+
+    by_source: dict[str, dict[str, list[float]]] = {}
+    for c, p in zip(cases, preds):
+        pred = torch.from_numpy(p)[None].float().clamp(0, 1)  # [1, 3, H, W]
+        target = torch.from_numpy(c.target)[None].float()
+        frames = c.sequence.rgb()  # [T, 3, H, W]
+        prev, last = torch.from_numpy(frames[-2])[None], torch.from_numpy(frames[-1])[None]
+        row = {
+            "PSNR": float(im.psnr(pred, target)),
+            "SSIM": float(im.ssim(pred, target)),
+            "GSSIM": float(im.gssim(pred, target)),
+        }
+        try:
+            row["LPIPS"] = float(im.lpips(pred, target))
+        except Exception as exc:  # MetricUnavailableError: weights not in the local cache
+            row["LPIPS"] = float("nan")
+            evaluate.lpips_note = str(exc)
+        m_hist = detector.detect(prev, last).mask.bool()
+        m_pred = detector.detect(last, pred).mask.bool()
+        t = tm.tcs_components(m_hist, m_pred) if hasattr(tm, "tcs_components") else tm.tcs(m_hist, m_pred)
+        row["SPS"], row["ACS"], row["TCS"] = float(t["sps"]), float(t["acs"]), float(t["tcs"])
+        truth = torch.from_numpy(c.true_change)[None] if c.true_change is not None \
+            else detector.detect(last, target).mask.bool()
+        row["future_change_F1"] = float(tm.future_change_f1(m_pred, truth))
+        for k, v in row.items():
+            by_source.setdefault(c.source, {}).setdefault(k, []).append(v)
+    return {src: {k: float(np.nanmean(v)) if not all(np.isnan(v)) else None for k, v in d.items()}
+            for src, d in by_source.items()}
+
+
+def strips(cases: list[Case], predictions: dict[str, list[np.ndarray]], which: list[int]) -> list[str]:
+    from tamms.data.transforms import display_stretch
+    from tamms.report.figures import labelled_strip
+
+    names = []
+    for i in which:
+        c = cases[i]
+        frames = c.sequence.rgb()
+        stack = np.concatenate([frames, c.target[None]] + [predictions[m][i][None] for m in predictions])
+        shown = (display_stretch(np.clip(stack, 0, 1)) * 255).astype(np.uint8).transpose(0, 2, 3, 1)
+        labels = [d.isoformat() for d in c.sequence.dates] + [f"truth {c.target_date}"] + list(predictions)
+        png = labelled_strip(list(shown), labels, title=f"{c.name}: history | truth | forecasts")
+        path = RESULTS / f"forecast_strip_{c.name}.png"
+        path.write_bytes(png)
+        names.append(path.name)
+    return names
+
+
+def markdown(result: dict) -> str:
+    cols = ["PSNR", "SSIM", "GSSIM", "LPIPS", "TCS", "SPS", "ACS", "future_change_F1"]
+    lines = [f"# Forecast quality\n", f"Command: `{result['command']}`  ", f"Date: {result['date']}  ",
+             f"Change detector in TCS and future-change F1: **{result['detector']}**  ",
+             f"Sampler: DDIM, {result['steps']} steps, 1 sample, seed {result['seed']}  ",
+             f"Test cases: " + ", ".join(f"{k}: {v}" for k, v in result["counts"].items()) + "\n"]
+    for src in result["counts"]:
+        lines.append(f"\n## {src}\n")
+        lines.append("| model | " + " | ".join(cols) + " |")
+        lines.append("|---|" + "---|" * len(cols))
+        for model, per in result["metrics"].items():
+            m = per.get(src)
+            if not m:
+                continue
+            vals = [("-" if m.get(c) is None else f"{m[c]:.4f}") for c in cols]
+            lines.append(f"| {model} | " + " | ".join(vals) + " |")
+    t = result.get("timing")
+    if t:
+        lines.append(f"\nOne 64x64 forecast with {t['steps']} DDIM steps (tamms, incl. describer): median "
+                     f"{t['seconds_median']:.2f} s over {len(t['seconds_all'])} runs, {t['threads']} thread(s), "
+                     f"load average {t['load_average']:.1f} on this shared 2-core machine.")
+    if result.get("notes"):
+        lines.append("\n" + "\n".join(f"- {n}" for n in result["notes"]))
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--max-synthetic", type=int, default=48)
+    ap.add_argument("--pool", type=int, default=600, help="synthetic sequences 0..pool-1 (test split kept)")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--no-timing", action="store_true")
+    args = ap.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    from tamms.models.change.cva import CVADetector
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    cases = synthetic_cases(args.pool, args.max_synthetic) + real_cases()
+    detector = CVADetector()
+    result = {"command": "OMP_NUM_THREADS=1 python benchmarks/forecast_quality.py " + " ".join(argv or sys.argv[1:]),
+              "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "detector": getattr(detector, "name", type(detector).__name__), "steps": args.steps, "seed": args.seed,
+              "counts": {}, "metrics": {}, "seconds": {}, "notes": []}
+    for c in cases:
+        result["counts"][c.source] = result["counts"].get(c.source, 0) + 1
+    predictions: dict[str, list[np.ndarray]] = {}
+    for name in [m for m in args.models.split(",") if m]:
+        try:
+            preds, secs = run_model(name, cases, args.steps, args.seed)
+        except Exception as exc:  # a model without weights is reported, not fatal
+            result["notes"].append(f"{name}: not evaluated ({exc})")
+            print(f"{name}: skipped ({exc})", flush=True)
+            continue
+        predictions[name] = preds
+        result["seconds"][name] = secs
+        result["metrics"][name] = evaluate(cases, preds, detector)
+        print(name, json.dumps(result["metrics"][name]), f"{secs:.0f}s", flush=True)
+    if getattr(evaluate, "lpips_note", None):
+        result["notes"].append(f"LPIPS unavailable: {evaluate.lpips_note}")
+    n_syn = result["counts"].get("synthetic", 0)
+    which = list(range(min(4, n_syn))) + list(range(n_syn, len(cases)))
+    result["strips"] = strips(cases, predictions, which) if predictions else []
+    if not args.no_timing and "tamms" in predictions:
+        result["timing"] = time_one_forecast(20)
+    result["notes"] += comparison_notes(result["metrics"])
+    (RESULTS / "forecast_quality.json").write_text(json.dumps(result, indent=1))
+    (RESULTS / "forecast_quality.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+def comparison_notes(metrics: dict) -> list[str]:
+    """Say plainly where the full model does not beat persistence (TCS, F1) or a deterministic baseline (GSSIM)."""
+    notes = []
+    full = metrics.get("tamms")
+    if not full:
+        return ["the full model was not evaluated"]
+    for src, m in full.items():
+        p = metrics.get("persistence", {}).get(src)
+        if p:
+            for k in ("TCS", "future_change_F1"):
+                if m.get(k) is not None and p.get(k) is not None:
+                    verdict = "beats" if m[k] > p[k] else "does NOT beat"
+                    notes.append(f"{src}: tamms {verdict} persistence on {k} ({m[k]:.4f} vs {p[k]:.4f})")
+        for b in DETERMINISTIC:
+            q = metrics.get(b, {}).get(src)
+            if q and m.get("GSSIM") is not None:
+                verdict = "beats" if m["GSSIM"] > q["GSSIM"] else "does NOT beat"
+                notes.append(f"{src}: tamms {verdict} {b} on GSSIM ({m['GSSIM']:.4f} vs {q['GSSIM']:.4f})")
+    return notes
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""`tamms forecast` (the image at a future date) and `tamms train forecast` (U-Net, ECM stages, baselines).
+
+Heavy libraries are imported inside the commands so `tamms --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def _outputs(out: Path, samples: int) -> tuple[Path, Path | None, Path]:
+    spread = out.with_name(out.stem + "_spread" + out.suffix) if samples > 1 else None
+    return out, spread, out.with_suffix(".png")
+
+
+def register(app: typer.Typer, train_app: typer.Typer) -> None:
+    @app.command("forecast")
+    def forecast_command(
+        sequence_dir: Path = typer.Argument(..., help="A sequence folder (sequence.json) or a folder of dated images."),
+        date: list[str] = typer.Option(..., "--date", help="Target date YYYY-MM-DD; repeat for an autoregressive "
+                                                           "rollout (the file holds the last date)."),
+        out: Path = typer.Option(..., "--out", help="GeoTIFF to write (+ FILE_spread.tif when --samples > 1, "
+                                                   "+ FILE.png preview)."),
+        samples: int = typer.Option(1, "--samples", help="Number of forecasts; the file holds their mean."),
+        steps: int = typer.Option(20, "--steps", help="Sampler steps of the diffusion models."),
+        seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same forecast."),
+        model: str = typer.Option("tamms", "--model", help="tamms, tamms-no-semantic, tamms-no-text, "
+                                                           "tamms-base-control, persistence, linear-trend, simvp, convlstm"),
+        weights: Optional[Path] = typer.Option(None, "--weights", help="Weights folder (default: the shipped ones)."),
+        sampler: str = typer.Option("ddim", "--sampler", help="ddim | dpm (DPM-Solver++)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+    ) -> None:
+        """Forecast the image of SEQUENCE_DIR at --date (GeoTIFF on the input's grid, PNG preview)."""
+        from tamms.errors import InputError, OutputExistsError
+
+        if samples < 1 or steps < 1:
+            raise InputError("--samples and --steps must be at least 1")
+        files = [p for p in _outputs(out, samples) if p is not None]
+        for p in files:  # fail before any heavy work
+            if p.exists() and not overwrite:
+                raise OutputExistsError(f"{p} already exists: choose another --out or pass --overwrite")
+        if out.suffix.lower() not in (".tif", ".tiff"):
+            raise InputError(f"--out {out} must end in .tif or .tiff (a GeoTIFF is written)")
+
+        import numpy as np
+
+        from tamms.data.readers import read_sequence
+        from tamms.data.transforms import display_stretch
+        from tamms.data.writers import write_geotiff, write_png
+        from tamms.pipelines.forecast import ForecastPipeline
+
+        seq = read_sequence(sequence_dir)
+        pipe = ForecastPipeline.from_pretrained(str(weights) if weights else model, model=model, scheduler=sampler)
+        result = pipe(seq, date, num_samples=samples, num_inference_steps=steps, seed=seed)
+        forecast = result.mean[0].numpy()  # [3, H, W] in [0, 1]
+        tif, spread_tif, png = _outputs(out, samples)
+        nodata = seq.nodata_mask[-1] if seq.nodata_mask is not None and seq.meta.get("nodata") is not None else None
+        write_geotiff(tif, forecast, reference=seq, overwrite=overwrite, nodata_mask=nodata)
+        if spread_tif is not None:
+            write_geotiff(spread_tif, result.spread[0].numpy(), reference=seq, overwrite=overwrite, scale_back=False)
+        # the preview uses one stretch for the last input frame and the forecast, so they compare
+        stretched = display_stretch(np.stack([seq.rgb()[-1], forecast]))
+        write_png(png, np.concatenate([stretched[0], stretched[1]], axis=2), overwrite=overwrite)
+        typer.echo(f"{pipe.model.name}: forecast for {result.target_dates[0]} -> {tif}"
+                   + (f", spread -> {spread_tif}" if spread_tif else "") + f", preview (last frame | forecast) -> {png}")
+
+    @train_app.command("forecast")
+    def train_forecast_command(
+        config: Path = typer.Option(..., "--config", help="YAML/JSON config (src/tamms/configs/forecast*.yaml)."),
+        stage: int = typer.Option(1, "--stage", help="0 = U-Net pretraining, 1 structural ECM, 2 semantic ECM, "
+                                                     "3 cosine fine-tuning; ignored for baseline configs."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Weights folder (default: the config's output_dir)."),
+        steps: Optional[int] = typer.Option(None, "--steps", help="Override the number of optimiser steps."),
+        devices: Optional[int] = typer.Option(None, "--devices", help="CPU processes (DDP with gloo when > 1)."),
+    ) -> None:
+        """Train the forecaster (staged as TAMMs A.5/A.8) or a baseline (config key `baseline`)."""
+        from tamms.tasks.forecast import load_config, train_forecast
+
+        cfg = load_config(config)
+        if steps is not None:
+            key = "baseline" if cfg.get("baseline") else ("unet_pretrain" if stage == 0 else f"stage{stage}")
+            cfg.setdefault(key, {})["steps"] = steps
+        if devices is not None and devices > 1:
+            cfg["devices"], cfg["strategy"] = devices, "ddp_spawn"
+        path = train_forecast(cfg, stage, out)
+        typer.echo(f"weights written to {path}")

@@ -1,0 +1,286 @@
+"""`ForecastPipeline`: dated frames -> the image at a future date (TAMMs task 2).
+
+    pipe = ForecastPipeline.from_pretrained("tamms")          # or "persistence", "simvp", a folder...
+    out = pipe(sequence, "2026-07-01", num_samples=4, num_inference_steps=20, seed=0)
+    out.images  # [B, K, C, H, W] in [0, 1]; out.mean [B, C, H, W]; out.spread [B, C, H, W] (K > 1)
+
+Steps of `__call__`: 1. check inputs and dates; 2. take the last `history` frames (RGB view);
+3. describe the history (M_t, text embeddings) when the model uses them; 4. forecast tile by tile
+(overlapping tiles blended with a linear ramp) for scenes larger than the model; 5. repeat for each
+further date, feeding the forecast back as the newest frame (autoregressive rollout); 6. return a
+`ForecastOutput`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from tamms.data.sequence import SitsSequence, from_days, parse_date, to_days
+from tamms.errors import DateError, InputError
+
+
+@dataclass
+class ForecastOutput:
+    images: torch.Tensor  # [B, K, C, H, W] samples in [0, 1]
+    mean: torch.Tensor  # [B, C, H, W]
+    spread: torch.Tensor | None  # [B, C, H, W] per-pixel standard deviation over the K samples (K > 1)
+    target_days: torch.Tensor  # [B] days since 1970-01-01
+    texts: list[str] | None = None  # the descriptions that conditioned the forecast, when used
+    trajectory: list["ForecastOutput"] = field(default_factory=list)  # one output per date of a rollout
+
+    @property
+    def target_dates(self) -> list[dt.date]:
+        return [from_days(float(d)) for d in self.target_days]
+
+
+# ------------------------------------------------------------------------------------------------
+# diffusion sampling of the SFCI forecaster
+# ------------------------------------------------------------------------------------------------
+
+
+def make_scheduler(name: str, forecaster):
+    """A diffusers sampler matching how the forecaster was trained."""
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+    common = dict(num_train_timesteps=forecaster.cfg.num_train_timesteps, beta_schedule=forecaster.cfg.beta_schedule,
+                  prediction_type=forecaster.cfg.prediction_type)
+    if name == "ddim":
+        return DDIMScheduler(**common, clip_sample=True, set_alpha_to_one=True, timestep_spacing="trailing")
+    if name in ("dpm", "dpmsolver", "dpm-solver"):
+        return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", timestep_spacing="trailing",
+                                           lower_order_final=True)
+    raise InputError(f"unknown sampler {name!r}: choose ddim or dpm")
+
+
+def sample_sfci(forecaster, history: torch.Tensor, history_days: torch.Tensor, target_days: torch.Tensor,
+                num_samples: int = 1, num_inference_steps: int = 20, noise: torch.Tensor | None = None,
+                generator: torch.Generator | None = None, semantic: torch.Tensor | None = None,
+                text_embeddings: torch.Tensor | None = None, text_mask: torch.Tensor | None = None,
+                scheduler: str = "ddim") -> torch.Tensor:
+    """Denoise K samples per window: history [B, T, C, H, W] in [0, 1] -> [B, K, C, H, W] in [0, 1]."""
+    b, t, c, h, w = history.shape
+    k = num_samples
+    sched = make_scheduler(scheduler, forecaster)
+    sched.set_timesteps(num_inference_steps)
+    feats = forecaster.encode_history(history * 2 - 1)  # per level [B, C_l, T, H_l, W_l]
+    # the history is the same for the K samples of a window: repeat features, not the encoder
+    feats = [f.repeat_interleave(k, dim=0) for f in feats]  # [B*K, ...]
+    gaps = (target_days[:, None] - history_days).float().repeat_interleave(k, dim=0)  # [B*K, T]
+    rep = (lambda x: None if x is None else x.repeat_interleave(k, dim=0))
+    semantic, text_embeddings, text_mask = rep(semantic), rep(text_embeddings), rep(text_mask)
+    if noise is None:
+        noise = torch.randn((b, k, c, h, w), generator=generator)
+    x = noise.reshape(b * k, c, h, w).to(history.dtype) * sched.init_noise_sigma  # [B*K, C, H, W]
+    for tau in sched.timesteps:
+        tt = torch.full((b * k,), int(tau), dtype=torch.long)
+        out = forecaster(sched.scale_model_input(x, tau), tt, feats, gaps, semantic=semantic,
+                         text_embeddings=text_embeddings, text_mask=text_mask)
+        x = sched.step(out, tau, x).prev_sample
+    return ((x.clamp(-1, 1) + 1) / 2).reshape(b, k, c, h, w)  # [B, K, C, H, W]
+
+
+# ------------------------------------------------------------------------------------------------
+# tiling
+# ------------------------------------------------------------------------------------------------
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    stride = max(1, tile - overlap)
+    starts = list(range(0, length - tile + 1, stride))
+    if starts[-1] != length - tile:
+        starts.append(length - tile)
+    return starts
+
+
+def blend_window(tile: int, overlap: int) -> torch.Tensor:
+    """[tile, tile] weights: 1 inside, a linear ramp over `overlap` pixels at the borders (never 0)."""
+    ramp = torch.ones(tile)
+    if overlap > 0:
+        edge = (torch.arange(overlap, dtype=torch.float32) + 1) / (overlap + 1)
+        ramp[:overlap] = edge
+        ramp[-overlap:] = torch.minimum(ramp[-overlap:], edge.flip(0))
+    return ramp[:, None] * ramp[None, :]
+
+
+def forecast_tiled(model, history: torch.Tensor, history_days: torch.Tensor, target_days: torch.Tensor,
+                   num_samples: int, num_inference_steps: int, generator: torch.Generator | None,
+                   overlap: int = 16, tile_batch: int = 8, **cond: Any) -> torch.Tensor:
+    """Run `model` on overlapping tiles of history [B, T, C, H, W]; returns [B, K, C, H, W]."""
+    b, t, c, h, w = history.shape
+    tile = model.tile_size
+    noise = torch.randn((b, num_samples, c, max(h, tile or h), max(w, tile or w)), generator=generator)
+    if tile is None:
+        return model.forecast(history, history_days, target_days, num_samples, num_inference_steps,
+                              noise=noise[..., :h, :w], generator=generator, **cond)
+    # scenes smaller than a tile: pad by reflection (replicate when too small to reflect), crop after
+    ph, pw = max(0, tile - h), max(0, tile - w)
+    if ph or pw:
+        flat = history.reshape(b * t, c, h, w)  # [B*T, C, H, W]
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        flat = torch.nn.functional.pad(flat, (0, pw, 0, ph), mode=mode)
+        history = flat.reshape(b, t, c, h + ph, w + pw)
+    hh, ww = history.shape[-2:]
+    starts = [(y, x) for y in tile_starts(hh, tile, overlap) for x in tile_starts(ww, tile, overlap)]
+    weight = blend_window(tile, overlap if len(starts) > 1 else 0)
+    acc = torch.zeros(b, num_samples, c, hh, ww)
+    norm = torch.zeros(hh, ww)
+    jobs = [(i, y, x) for i in range(b) for (y, x) in starts]
+    for j in range(0, len(jobs), tile_batch):
+        chunk = jobs[j:j + tile_batch]
+        idx = torch.tensor([i for i, _, _ in chunk])
+        hist = torch.stack([history[i, :, :, y:y + tile, x:x + tile] for i, y, x in chunk])  # [n, T, C, t, t]
+        nz = torch.stack([noise[i, :, :, y:y + tile, x:x + tile] for i, y, x in chunk])  # [n, K, C, t, t]
+        sub = {k: (v[idx] if isinstance(v, torch.Tensor) else v) for k, v in cond.items()}
+        out = model.forecast(hist, history_days[idx], target_days[idx], num_samples, num_inference_steps,
+                             noise=nz, generator=generator, **sub)  # [n, K, C, t, t]
+        for (i, y, x), o in zip(chunk, out):
+            acc[i, :, :, y:y + tile, x:x + tile] += o * weight
+    for y, x in starts:
+        norm[y:y + tile, x:x + tile] += weight
+    return (acc / norm)[..., :h, :w]
+
+
+# ------------------------------------------------------------------------------------------------
+# the pipeline
+# ------------------------------------------------------------------------------------------------
+
+
+class ForecastPipeline:
+    """A forecast model (by name or folder), optionally with the describer that gives it M_t."""
+
+    def __init__(self, model, describer: Any = None, tile_overlap: int = 16, tile_batch: int = 8):
+        self.model = model
+        self.describer = describer
+        self.tile_overlap = tile_overlap
+        self.tile_batch = tile_batch
+
+    @classmethod
+    def from_pretrained(cls, name_or_folder: str | Path = "tamms", model: str | None = None,
+                        describer: Any = "default", scheduler: str = "ddim", **kwargs: Any) -> "ForecastPipeline":
+        """`name_or_folder`: a registry name (`tamms`, `simvp`, ...) or a weights folder (then `model` names it)."""
+        from tamms.models.registry import FORECAST_MODELS, load_describer, load_forecast_model
+
+        if str(name_or_folder) in FORECAST_MODELS:
+            name, weights = str(name_or_folder), None
+        else:
+            name, weights = model or "tamms", Path(name_or_folder)
+        extra = {"scheduler": scheduler} if name.startswith("tamms") else {}
+        fm = load_forecast_model(name, weights, **extra)
+        desc = None
+        if fm.uses_semantic or fm.uses_text:
+            desc = load_describer(None) if describer == "default" else describer
+        return cls(fm, desc, **kwargs)
+
+    # --- inputs ---------------------------------------------------------------------------------
+    def _history(self, seq: SitsSequence) -> tuple[np.ndarray, np.ndarray]:
+        if isinstance(seq, dict):  # a DESIGN.md sample dict
+            frames = seq["image"].numpy() if isinstance(seq["image"], torch.Tensor) else np.asarray(seq["image"])
+            days = np.asarray(seq["time"], dtype=np.float64)
+            frames = frames[:, :3] if frames.shape[1] >= 3 else np.repeat(frames[:, :1], 3, axis=1)
+        elif isinstance(seq, SitsSequence):
+            frames, days = seq.rgb(), seq.days
+        else:
+            raise InputError(f"forecast takes SitsSequence objects or sample dicts, got {type(seq).__name__}")
+        if frames.shape[0] < 2 and self.model.history > 1:
+            raise InputError(f"forecasting with {self.model.name} needs at least 2 dated frames, got "
+                             f"{frames.shape[0]}; add an earlier image of the same place")
+        if not np.isfinite(frames).all():
+            frames = np.nan_to_num(frames, nan=0.0)
+        n = self.model.history
+        frames, days = frames[-n:], days[-n:]
+        if frames.shape[0] < n:  # too short: repeat the earliest frame (it carries its own date)
+            pad = n - frames.shape[0]
+            frames = np.concatenate([np.repeat(frames[:1], pad, 0), frames])
+            days = np.concatenate([np.repeat(days[:1], pad), days])
+        return frames.astype(np.float32), days
+
+    def _conditioning(self, history: torch.Tensor, days: torch.Tensor) -> tuple[dict[str, torch.Tensor], list[str] | None]:
+        if self.describer is None or not (self.model.uses_semantic or self.model.uses_text):
+            if self.model.uses_semantic:
+                warnings.warn(f"{self.model.name}: no describer, so no semantic vector M_t or text guidance "
+                              "(the forecast runs on the structural path only)")
+            return {}, None
+        seqs = [SitsSequence(frames=h.numpy(), dates=[from_days(float(d)) for d in dd]) for h, dd in zip(history, days)]
+        out = self.describer(seqs)
+        cond = {}
+        if self.model.uses_semantic:
+            cond["semantic"] = out.semantic.float()
+        if self.model.uses_text:
+            cond["text_embeddings"] = out.text_embeddings.float()
+            cond["text_mask"] = out.text_mask
+        return cond, list(out.texts)
+
+    # --- call -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def __call__(self, sequences: SitsSequence | Sequence[SitsSequence], dates: Any, num_samples: int = 1,
+                 num_inference_steps: int = 20, seed: int | None = 0,
+                 generator: torch.Generator | None = None) -> ForecastOutput:
+        # 1. inputs
+        seqs = [sequences] if isinstance(sequences, (SitsSequence, dict)) else list(sequences)
+        if not seqs:
+            raise InputError("no sequence to forecast: give at least one SitsSequence")
+        # dates: one date, a list of dates (a rollout shared by all sequences), or one list per sequence
+        if isinstance(dates, (str, int, dt.date)):
+            per_seq = [[dates]] * len(seqs)
+        elif len(dates) and all(isinstance(d, (list, tuple)) for d in dates):
+            if len(dates) != len(seqs) or len({len(d) for d in dates}) != 1:
+                raise DateError("give one list of dates per sequence, all of the same length")
+            per_seq = [list(d) for d in dates]
+        else:
+            per_seq = [list(dates)] * len(seqs)
+        targets = [[parse_date(d) for d in row] for row in per_seq]
+        for row in targets:
+            if not row or sorted(set(row)) != row:
+                raise DateError(f"forecast dates {[d.isoformat() for d in row]} must be increasing and distinct")
+        if num_samples < 1 or num_inference_steps < 1:
+            raise InputError("num_samples and num_inference_steps must be at least 1")
+        hist = [self._history(s) for s in seqs]
+        sizes = {h.shape[-2:] for h, _ in hist}
+        if len(sizes) > 1:
+            raise InputError(f"sequences of different sizes {sorted(sizes)} in one call: forecast them one by one")
+        for (_, d), row in zip(hist, targets):
+            if to_days([row[0]])[0] <= float(d[-1]):
+                raise DateError(f"forecast date {row[0]} is not after the last frame ({from_days(float(d[-1]))}): "
+                                "ask for a later date")
+        target_table = torch.tensor(np.stack([to_days(row) for row in targets]))  # [B, N] days
+        if generator is None:
+            generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
+        history = torch.from_numpy(np.stack([h for h, _ in hist]))  # [B, T, C, H, W]
+        days = torch.from_numpy(np.stack([d for _, d in hist]))  # [B, T]
+        b = history.shape[0]
+
+        # 2-5. forecast each date, feeding each forecast back for the next (rollout)
+        trajectory: list[ForecastOutput] = []
+        k = num_samples
+        rows = 1  # windows per sequence: K after the first date (each sample continues its own future)
+        for step in range(target_table.shape[1]):
+            target_days = target_table[:, step].repeat_interleave(rows)  # [B*rows]
+            cond, texts = self._conditioning(history, days)
+            samples = forecast_tiled(self.model, history, days, target_days, k if step == 0 else 1,
+                                     num_inference_steps, generator, overlap=self.tile_overlap,
+                                     tile_batch=self.tile_batch, **cond)  # [B', K', C, H, W]
+            if step == 0 and k > 1:  # B windows -> B*K windows
+                rows = k
+                history = history.repeat_interleave(k, dim=0)
+                days = days.repeat_interleave(k, dim=0)
+                target_days = target_days.repeat_interleave(k)
+            images = samples.reshape(b, k, *samples.shape[2:])  # [B, K, C, H, W]
+            spread = images.std(dim=1, unbiased=False) if k > 1 else None
+            trajectory.append(ForecastOutput(images, images.mean(dim=1), spread, target_table[:, step].clone(), texts))
+            newest = samples.reshape(history.shape[0], *samples.shape[2:])  # [B*K, C, H, W]
+            history = torch.cat([history[:, 1:], newest[:, None]], dim=1)
+            days = torch.cat([days[:, 1:], target_days[:, None]], dim=1)
+
+        # 6. output: the last date, with the whole trajectory
+        final = trajectory[-1]
+        return ForecastOutput(final.images, final.mean, final.spread, final.target_days, final.texts,
+                              trajectory if len(trajectory) > 1 else [])

@@ -1,0 +1,397 @@
+"""Forecasting: the ECM on a frozen U-Net (TAMMs SFCI), staged training, sampling, tiling, baselines, CLI.
+
+Tiny configs (16-32 px, channels 8-16), 2 sampler steps, a few optimiser steps.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tamms.data.sequence import SitsSequence, to_days
+from tamms.errors import DateError, OutputExistsError
+
+TINY_UNET = dict(sample_size=16, in_channels=3, out_channels=3, block_out_channels=[8, 16, 16],
+                 down_block_types=["DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"],
+                 up_block_types=["CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"], layers_per_block=1,
+                 cross_attention_dim=16, attention_head_dim=4, norm_num_groups=4)
+TINY_ECM = dict(semantic_dim=12, text_dim=10, time_embed_dim=16, semproc_hidden=16, temporal_heads=2)
+TINY_CFG = {"unet": TINY_UNET, "ecm": TINY_ECM, "history": 3, "prediction_type": "sample"}
+
+
+def tiny_forecaster(seed: int = 0):
+    from tamms.models.registry import build_sfci
+
+    torch.manual_seed(seed)
+    return build_sfci(json.loads(json.dumps(TINY_CFG)))
+
+
+def randomise_zero_convs(forecaster, std: float = 0.05) -> None:
+    """Give the zero-initialised output convs some weight so gradients reach every ECM parameter."""
+    with torch.no_grad():
+        for conv in [*forecaster.ecm.zero_convs, forecaster.ecm.mid_zero_conv]:
+            conv.weight.normal_(0, std)
+
+
+def batch_of(b: int = 2, size: int = 16, t: int = 3, semantic: bool = True) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    batch = {
+        "history": torch.rand(b, t, 3, size, size, generator=g),
+        "history_days": torch.tensor([[0.0, 200.0, 500.0]] * b, dtype=torch.float64),
+        "target": torch.rand(b, 3, size, size, generator=g),
+        "target_days": torch.tensor([900.0] * b, dtype=torch.float64),
+    }
+    if semantic:
+        batch["semantic"] = torch.randn(b, TINY_ECM["semantic_dim"], generator=g)
+        batch["text_embeddings"] = torch.randn(b, 5, TINY_ECM["text_dim"], generator=g)
+        batch["text_mask"] = torch.tensor([[1, 1, 1, 1, 0]] * b, dtype=torch.bool)
+    return batch
+
+
+def moving_square_windows(n: int, size: int = 16, seed: int = 0):
+    """A bright square moving 2 px right (and wrapping) per year on a dark field: T=3 history, target."""
+    from tamms.tasks.forecast import Windows
+
+    rng = np.random.default_rng(seed)
+    hist, targets = [], []
+    for _ in range(n):
+        y, x = rng.integers(0, size - 5, 2)
+        frames = np.full((4, 3, size, size), 0.1, dtype=np.float32)
+        for k in range(4):
+            xs = (x + 2 * k + np.arange(5)) % size
+            frames[k][:, y:y + 5][:, :, xs] = 0.9
+        hist.append(frames[:3])
+        targets.append(frames[3])
+    days = np.array([[0.0, 365.0, 730.0]] * n)
+    return Windows(history=hist, history_days=days, target=targets, target_days=np.full(n, 1095.0))
+
+
+# --- structure ----------------------------------------------------------------------------------
+
+
+def test_ecm_residuals_match_unet_levels():
+    from tamms.models.unet import encode_unet
+
+    f = tiny_forecaster()
+    b = batch_of()
+    x = torch.randn(2, 3, 16, 16)
+    t = torch.tensor([10, 900])
+    res, mid, _, _ = encode_unet(f.unet, x, t, f.null_text(2, "cpu"))
+    feats = f.encode_history(b["history"] * 2 - 1)
+    gaps = (b["target_days"][:, None] - b["history_days"]).float()
+    down, mid_res = f.ecm(feats, f.ecm.level_inputs(res, mid), gaps, t, b["semantic"])
+    assert len(down) == len(res) == 6
+    assert [d.shape for d in down] == [r.shape for r in res]
+    assert mid_res.shape == mid.shape
+    # three resolutions: 16, 8, 4 px
+    assert [fe.shape[-1] for fe in feats] == [16, 8, 4]
+
+
+def test_zero_initialised_control_leaves_frozen_unet_unchanged():
+    f = tiny_forecaster()
+    b = batch_of()
+    x = torch.randn(2, 3, 16, 16)
+    t = torch.tensor([3, 700])
+    feats = f.encode_history(b["history"] * 2 - 1)
+    gaps = (b["target_days"][:, None] - b["history_days"]).float()
+    with torch.no_grad():
+        plain = f.unet(x, t, f.null_text(2, "cpu")).sample  # diffusers' own forward, no control
+        controlled = f(x, t, feats, gaps, semantic=b["semantic"])  # ECM on, zero output convs
+        randomise_zero_convs(f)
+        steered = f(x, t, feats, gaps, semantic=b["semantic"])
+    torch.testing.assert_close(controlled, plain, atol=1e-5, rtol=0)
+    assert (steered - plain).abs().max() > 1e-3  # and the same path does steer once the convs are trained
+
+
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_stage_freezing_is_exact(stage):
+    from tamms.tasks.forecast import configure_stage, ecm_loss, make_train_scheduler
+
+    f = tiny_forecaster()
+    randomise_zero_convs(f)
+    with torch.no_grad():  # open the gates a little so the semantic path carries gradient
+        for level in f.ecm.levels:
+            level.semantic.gate.weight.normal_(0, 0.1)
+    configure_stage(f, stage)
+    loss = ecm_loss(f, make_train_scheduler(), batch_of())
+    loss.backward()
+    expected = f.ecm.structural_parameters() if stage == 1 else f.ecm.semantic_parameters()
+    expected_ids = {id(p) for p in expected}
+    names = {id(p): n for n, p in f.named_parameters()}
+    for p in f.parameters():
+        if id(p) in expected_ids:
+            assert p.requires_grad and p.grad is not None, names[id(p)]
+        else:
+            assert not p.requires_grad and p.grad is None, names[id(p)]
+    assert not any(p.requires_grad for p in f.unet.parameters())
+    got = [p for p in expected if p.grad is not None and p.grad.abs().sum() > 0]
+    assert len(got) >= 0.8 * len(expected)  # the path is really used (a few biases may see exact zeros)
+    assert f.ecm.structural_only == (stage == 1)
+
+
+def test_gate_and_alpha_stay_in_range():
+    f = tiny_forecaster()
+    with torch.no_grad():
+        for i, level in enumerate(f.ecm.levels):
+            level.semantic.gate.weight.normal_(0, 50.0)
+            level.temporal.alpha_logit.fill_(40.0 if i % 2 else -40.0)
+    gates, alphas = f.ecm.gates_and_alphas(torch.randn(8, TINY_ECM["semantic_dim"]) * 100)
+    for g in gates:
+        assert g.shape == (8, g.shape[1]) and bool(((g >= 0) & (g <= 1)).all())
+    for a in alphas:
+        assert 0.0 <= float(a) <= 1.0
+
+
+def test_sampler_and_semantic_path_change_the_output():
+    from tamms.pipelines.forecast import sample_sfci
+
+    f = tiny_forecaster()
+    randomise_zero_convs(f, 0.2)
+    b = batch_of(1)
+    with torch.no_grad():
+        for level in f.ecm.levels:
+            level.semantic.gate.bias.fill_(0.0)
+    kw = dict(num_inference_steps=2, noise=torch.randn(1, 1, 3, 16, 16))
+    with_sem = sample_sfci(f, b["history"], b["history_days"], b["target_days"], semantic=b["semantic"], **kw)
+    other = sample_sfci(f, b["history"], b["history_days"], b["target_days"], semantic=-b["semantic"], **kw)
+    assert with_sem.shape == (1, 1, 3, 16, 16)
+    assert float(with_sem.min()) >= 0 and float(with_sem.max()) <= 1
+    assert (with_sem - other).abs().max() > 1e-4
+    f.ecm.cfg.use_semantic = False  # the "w/o semantic fusion" ablation ignores M_t entirely
+    a = sample_sfci(f, b["history"], b["history_days"], b["target_days"], semantic=b["semantic"], **kw)
+    c = sample_sfci(f, b["history"], b["history_days"], b["target_days"], semantic=-b["semantic"], **kw)
+    torch.testing.assert_close(a, c)
+
+
+# --- learning -----------------------------------------------------------------------------------
+
+
+def test_tiny_model_learns_moving_square():
+    """Stage 1 on a frozen random U-Net: the forecast of a moving square beats copying the last frame."""
+    from torch.utils.data import DataLoader
+
+    from tamms.pipelines.forecast import sample_sfci
+    from tamms.tasks.forecast import WindowDataset, configure_stage, ecm_loss, make_train_scheduler
+
+    torch.manual_seed(0)
+    f = tiny_forecaster()
+    configure_stage(f, 1)
+    sched = make_train_scheduler()
+    opt = torch.optim.AdamW([p for p in f.parameters() if p.requires_grad], lr=3e-3)
+    loader = DataLoader(WindowDataset(moving_square_windows(64), crop=None, repeat=20, augment=False),
+                        batch_size=16, shuffle=True)
+    losses = []
+    for step, batch in enumerate(loader):
+        loss = ecm_loss(f, sched, batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+        if step == 59:
+            break
+    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:5])
+    test = moving_square_windows(8, seed=9)
+    hist = torch.from_numpy(np.stack(test.history))
+    truth = torch.from_numpy(np.stack(test.target))
+    with torch.no_grad():
+        pred = sample_sfci(f, hist, torch.from_numpy(test.history_days), torch.from_numpy(test.target_days),
+                           num_inference_steps=4, generator=torch.Generator().manual_seed(0))[:, 0]
+    err_model = float(((pred - truth) ** 2).mean())
+    err_persist = float(((hist[:, -1] - truth) ** 2).mean())
+    assert err_model < err_persist
+
+
+# --- baselines ----------------------------------------------------------------------------------
+
+
+def test_linear_trend_and_persistence():
+    from tamms.models.baselines.forecast import linear_trend, persistence
+
+    days = torch.tensor([[0.0, 100.0, 300.0]], dtype=torch.float64)
+    ramp = (0.1 + 0.001 * days[0]).float()  # per-pixel value grows 0.001 per day
+    history = ramp[None, :, None, None, None].expand(1, 3, 3, 4, 5).clone()
+    target = torch.tensor([500.0], dtype=torch.float64)
+    torch.testing.assert_close(linear_trend(history, days, target), torch.full((1, 3, 4, 5), 0.6))
+    assert torch.equal(persistence(history, days, target), history[:, -1])
+    torch.testing.assert_close(linear_trend(history, days, torch.tensor([5000.0])), torch.ones(1, 3, 4, 5))
+
+
+@pytest.mark.parametrize("name", ["simvp", "convlstm"])
+def test_learned_baselines_any_size(name, tmp_path):
+    from tamms.models.baselines.forecast import ConvLSTM, ConvLSTMConfig, SimVP, SimVPConfig
+    from tamms.models.registry import load_forecast_model, save_baseline
+
+    net = SimVP(SimVPConfig(hidden=8, translator=16, translator_blocks=1)) if name == "simvp" \
+        else ConvLSTM(ConvLSTMConfig(hidden=8))
+    save_baseline(net, name, tmp_path / name)
+    model = load_forecast_model(name, tmp_path / name)
+    h = torch.rand(2, 3, 3, 18, 23)
+    out = model.forecast(h, torch.tensor([[0.0, 50, 100]] * 2), torch.tensor([200.0, 300.0]), num_samples=2)
+    assert out.shape == (2, 2, 3, 18, 23)
+    torch.testing.assert_close(out[:, 0], h[:, -1])  # zero-initialised head: starts as persistence
+
+
+# --- pipeline -----------------------------------------------------------------------------------
+
+
+def _save_tiny_weights(folder: Path, stage: int = 1, sample_size: int = 16) -> Path:
+    from tamms.models.registry import save_sfci
+
+    f = tiny_forecaster()
+    f.unet.register_to_config(sample_size=sample_size)
+    randomise_zero_convs(f, 0.1)
+    cfg = json.loads(json.dumps(TINY_CFG))
+    cfg["unet"]["sample_size"] = sample_size
+    f.unet.save_pretrained(folder / "unet")
+    save_sfci(f, folder, cfg, stage)
+    return folder
+
+
+def _sequence(h: int, w: int, t: int = 3, seed: int = 0) -> SitsSequence:
+    rng = np.random.default_rng(seed)
+    dates = [dt.date(2015 + 2 * i, 6, 1) for i in range(t)]
+    return SitsSequence(frames=rng.random((t, 3, h, w), dtype=np.float32), dates=dates)
+
+
+def test_same_seed_same_forecast_and_rollout(tmp_path):
+    from tamms.pipelines.forecast import ForecastPipeline
+
+    pipe = ForecastPipeline.from_pretrained(_save_tiny_weights(tmp_path / "w"), model="tamms-base-control")
+    seq = _sequence(16, 16)
+    a = pipe(seq, "2022-01-01", num_samples=2, num_inference_steps=2, seed=3)
+    b = pipe(seq, "2022-01-01", num_samples=2, num_inference_steps=2, seed=3)
+    c = pipe(seq, "2022-01-01", num_samples=2, num_inference_steps=2, seed=4)
+    assert torch.equal(a.images, b.images)
+    assert not torch.equal(a.images, c.images)
+    assert a.images.shape == (1, 2, 3, 16, 16) and a.spread.shape == (1, 3, 16, 16)
+    assert float(a.spread.mean()) > 0
+    assert a.target_dates == [dt.date(2022, 1, 1)]
+    roll = pipe(seq, ["2022-01-01", "2023-06-01", "2025-01-01"], num_samples=2, num_inference_steps=2, seed=3)
+    assert len(roll.trajectory) == 3
+    assert torch.equal(roll.trajectory[0].images, a.images)
+    assert roll.images.shape == (1, 2, 3, 16, 16) and roll.target_dates == [dt.date(2025, 1, 1)]
+    with pytest.raises(DateError):
+        pipe(seq, "2019-01-01")  # before the last frame
+
+
+def test_tiled_forecast_of_a_large_scene(tmp_path):
+    from tamms.pipelines.forecast import ForecastPipeline, blend_window, tile_starts
+
+    assert tile_starts(300, 32, 8) [0] == 0 and tile_starts(300, 32, 8)[-1] == 268
+    assert float(blend_window(32, 8).min()) > 0
+    pipe = ForecastPipeline.from_pretrained(_save_tiny_weights(tmp_path / "w", sample_size=32),
+                                            model="tamms-base-control", tile_overlap=8, tile_batch=32)
+    seq = _sequence(200, 300)
+    out = pipe(seq, "2022-01-01", num_inference_steps=2, seed=0)
+    assert out.images.shape == (1, 1, 3, 200, 300)
+    assert torch.isfinite(out.images).all()
+    small = pipe(_sequence(20, 12), "2022-01-01", num_inference_steps=2)  # smaller than a tile: padded
+    assert small.images.shape == (1, 1, 3, 20, 12)
+
+
+def _write_geotiff_sequence(folder: Path, h: int, w: int, t: int = 3) -> None:
+    import rasterio
+    from affine import Affine
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    frames = []
+    for i in range(t):
+        date = f"{2014 + 2 * i}-07-0{i + 1}"
+        with rasterio.open(folder / f"{date}.tif", "w", driver="GTiff", width=w, height=h, count=4, dtype="uint16",
+                           crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 4600000)) as dst:
+            dst.write(rng.integers(100, 3000, (4, h, w)).astype("uint16"))
+        frames.append({"path": f"{date}.tif", "date": date})
+    (folder / "sequence.json").write_text(json.dumps({"frames": frames, "band_names": ["red", "green", "blue", "nir"]}))
+
+
+def test_cli_forecast_geotiff_keeps_georeferencing(tmp_path):
+    import rasterio
+
+    from tamms.cli import main
+
+    seq_dir = tmp_path / "scene"
+    _write_geotiff_sequence(seq_dir, 200, 300)
+    weights = _save_tiny_weights(tmp_path / "w", sample_size=32)
+    out = tmp_path / "out" / "forecast.tif"
+    args = ["forecast", str(seq_dir), "--date", "2021-01-01", "--out", str(out), "--samples", "2", "--steps", "2",
+            "--weights", str(weights), "--model", "tamms-base-control"]
+    main(args)
+    with rasterio.open(seq_dir / "2018-07-03.tif") as ref, rasterio.open(out) as got:
+        assert (got.width, got.height, got.count) == (300, 200, 3)
+        assert got.crs == ref.crs and got.transform == ref.transform
+        assert got.dtypes[0] == "uint16"
+    with rasterio.open(out.with_name("forecast_spread.tif")) as spread:
+        assert (spread.width, spread.height) == (300, 200)
+    assert out.with_suffix(".png").exists()
+    with pytest.raises(SystemExit) as exit_info:  # refuses to overwrite, exit status 2
+        main(args)
+    assert exit_info.value.code == 2
+
+
+def test_cli_forecast_on_synthetic_folder(tmp_path):
+    import rasterio
+
+    from tamms.cli import main
+    from tamms.data.synthetic import write_world
+
+    folders = write_world(tmp_path / "world", n=1, size=32, frames=4, seed=0)
+    out = tmp_path / "p.tif"
+    main(["forecast", str(folders[0]), "--date", "2030-01-01", "--out", str(out), "--model", "persistence"])
+    with rasterio.open(out) as got:
+        assert (got.width, got.height, got.count) == (32, 32, 3)
+    with pytest.raises(SystemExit):
+        main(["forecast", str(folders[0]), "--date", "2000-01-01", "--out", str(tmp_path / "q.tif"),
+              "--model", "persistence"])
+
+
+# --- distributed --------------------------------------------------------------------------------
+
+
+@pytest.mark.ddp
+def test_ddp_two_ranks_end_with_equal_weights(tmp_path):
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    from tamms.tasks.forecast import ECMTask, WindowDataset
+
+    task = ECMTask(tiny_forecaster(), stage=1, lr=1e-2, max_steps=3)
+    data = DataLoader(WindowDataset(moving_square_windows(16), crop=None, repeat=2), batch_size=2, shuffle=True)
+    trainer = L.Trainer(max_steps=3, accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[WeightHash(str(tmp_path))])
+    trainer.fit(task, data)
+    hashes = sorted(tmp_path.glob("rank*.txt"))
+    assert len(hashes) == 2
+    values = [h.read_text().split() for h in hashes]
+    assert values[0][0] == values[1][0]  # identical weights on both ranks
+    assert values[0][1] != values[0][2]  # and they did change during training
+
+
+import lightning as _L  # noqa: E402
+
+
+class WeightHash(_L.Callback):
+    def __init__(self, folder: str):
+        self.folder = folder
+        self.start = ""
+
+    @staticmethod
+    def _digest(module) -> str:
+        h = hashlib.sha1()
+        for p in module.model.ecm.parameters():
+            h.update(p.detach().numpy().tobytes())
+        return h.hexdigest()
+
+    def on_train_start(self, trainer, pl_module):
+        self.start = self._digest(pl_module)
+
+    def on_train_end(self, trainer, pl_module):
+        end = self._digest(pl_module)
+        Path(self.folder, f"rank{trainer.global_rank}.txt").write_text(f"{end} {self.start} {end}")
