@@ -34,7 +34,7 @@ def main() -> None:
     config = SyntheticWorldConfig(size=args.size, frames=args.frames)
 
     generate_sequence(0, config)  # warm-up: imports, first allocations
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     cats: Counter[str] = Counter()
     changed, no_change_captions = [], 0
     for i in range(args.n):
@@ -45,15 +45,16 @@ def main() -> None:
                                                  "the scene is the same as before", "no change has occurred",
                                                  "almost nothing has changed", "nothing has changed in the scene",
                                                  "the scene remains unchanged", "there is no obvious change")
-    gen_s = time.perf_counter() - t0
+    gen_s, gen_cpu = time.perf_counter() - t0, time.process_time() - c0
+    load = os.getloadavg()[0]
 
     write_s = None
     if args.write_n > 0:
         tmp = Path(tempfile.mkdtemp(prefix="tamms_synth_"))
         try:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             write_world(tmp / "world", args.write_n, size=args.size, frames=args.frames, progress=False)
-            write_s = time.perf_counter() - t0
+            write_s, write_cpu = time.perf_counter() - t0, time.process_time() - c0
             disk_mb = sum(f.stat().st_size for f in (tmp / "world").rglob("*") if f.is_file()) / 1e6
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -63,9 +64,12 @@ def main() -> None:
         "command": command,
         "n": args.n, "size": args.size, "frames": args.frames,
         "generate_seconds": round(gen_s, 2),
+        "generate_cpu_seconds": round(gen_cpu, 2),
         "ms_per_sequence": round(1000 * gen_s / args.n, 2),
+        "load_average_1min_at_end": round(load, 2),
         "write_n": args.write_n,
         "write_world_seconds": None if write_s is None else round(write_s, 2),
+        "write_world_cpu_seconds": None if write_s is None else round(write_cpu, 2),
         "written_megabytes": None if write_s is None else round(disk_mb, 1),
         "categories": dict(sorted(cats.items())),
         "mean_changed_fraction_first_last": round(float(np.mean(changed)), 4),
@@ -81,15 +85,16 @@ def main() -> None:
         "# Synthetic world speed", "", f"Command: `{command}`", "",
         "| what | value |", "|---|---|",
         f"| generate {args.n} sequences ({args.frames} frames + future, {args.size}x{args.size}, 4 bands) | "
-        f"{gen_s:.1f} s ({1000 * gen_s / args.n:.1f} ms / sequence) |",
+        f"{gen_s:.1f} s wall ({1000 * gen_s / args.n:.1f} ms / sequence), {gen_cpu:.1f} s CPU |",
     ]
     if write_s is not None:
-        md.append(f"| `write_world` {args.write_n} sequences (generate + GeoTIFF + PNG + JSON) | {write_s:.1f} s, "
-                  f"{disk_mb:.0f} MB |")
+        md.append(f"| `write_world` {args.write_n} sequences (generate + GeoTIFF + PNG + JSON) | {write_s:.1f} s wall, "
+                  f"{write_cpu:.1f} s CPU, {disk_mb:.0f} MB |")
     md += [f"| categories | {', '.join(f'{k} {v}' for k, v in sorted(cats.items()))} |",
            f"| mean changed fraction first->last | {np.mean(changed):.3f} |",
            f"| sequences with no-change captions | {no_change_captions / args.n:.1%} |",
-           f"| machine | {result['machine']} |", ""]
+           f"| machine | {result['machine']}; 1-min load average {load:.1f} (machine shared: wall time "
+           "exceeds CPU time when other jobs run) |", ""]
     out.with_suffix(".md").write_text("\n".join(md))
     print("\n".join(md))
 

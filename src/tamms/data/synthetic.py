@@ -133,7 +133,7 @@ class SyntheticWorldConfig:
 # --- generation ----------------------------------------------------------------------------------------
 def _rng(index: int, config: SyntheticWorldConfig, seed: int, stream: int) -> np.random.Generator:
     """A generator that depends only on (seed, index, size, frames, stream): indices are independent."""
-    return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(index), config.size, config.frames, stream])
+    return np.random.Generator(np.random.PCG64([int(seed) & 0xFFFFFFFF, int(index), config.size, config.frames, stream]))
 
 
 def _dates(rng: np.random.Generator, config: SyntheticWorldConfig) -> np.ndarray:
@@ -216,12 +216,11 @@ def generate_sequence(index: int, config: SyntheticWorldConfig | None = None, se
 
     render_rng = _rng(index, config, seed, 1)
     renderer = Renderer(scene, scene.info["_noise"], render_rng)
-    images = np.empty((t + 1, 4, size, size), dtype=np.float32)
-    clouds = []
-    for k in range(t + 1):
-        images[k], cf = renderer.render(lc_all[k], float(days[k]), render_rng, config.clouds if k < t else 0.0)
-        clouds.append(cf)
+    cloud_prob = np.full(t + 1, config.clouds)
+    cloud_prob[t] = 0.0  # the future frame, a forecasting target, is always clear
+    images, cloud_fraction = renderer.render(lc_all, days, render_rng, cloud_prob)  # [T+1, 4, H, W]
     images = images[:, : config.bands]
+    clouds = [float(c) for c in cloud_fraction]
 
     change = (lc_all[1:] != lc_all[:-1]).astype(np.uint8)  # [T, H, W], last one = last input -> future
     dates = [from_days(d) for d in days]

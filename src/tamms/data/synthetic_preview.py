@@ -21,8 +21,11 @@ def _rgb_u8(image: np.ndarray, rgb_bands=(0, 1, 2)) -> np.ndarray:
 
 
 def contact_sheet(sequences: list[SitsSequence], path: str | os.PathLike, scale: int = 2,
-                  with_maps: bool = True) -> Path:
-    """Write a PNG contact sheet of `sequences` to `path` (overwrites: it is a preview)."""
+                  with_maps: bool = True, palette_colors: int | None = None) -> Path:
+    """Write a PNG contact sheet of `sequences` to `path` (overwrites: it is a preview).
+
+    `palette_colors` (e.g. 256) stores the sheet as a palette PNG, several times smaller.
+    """
     from PIL import Image, ImageDraw
 
     from tamms.data.synthetic import CLASS_COLORS
@@ -50,7 +53,8 @@ def contact_sheet(sequences: list[SitsSequence], path: str | os.PathLike, scale:
             tile = Image.fromarray(arr).resize((tw, th), Image.NEAREST)
             row.paste(tile, (j * (tw + 4), label_h + 2))
             draw.text((j * (tw + 4) + 1, 0), label, fill=(0, 0, 0))
-        draw.text((2, th + label_h - 10), seq.meta.get("category", ""), fill=(255, 255, 0))
+        draw.text((2, th + label_h - 10), seq.meta.get("category", ""), fill=(255, 255, 0), stroke_width=1,
+                  stroke_fill=(0, 0, 0))
         rows.append(row)
     width = max(r.width for r in rows)
     sheet = Image.new("RGB", (width, sum(r.height for r in rows)), (255, 255, 255))
@@ -60,5 +64,7 @@ def contact_sheet(sequences: list[SitsSequence], path: str | os.PathLike, scale:
         y += r.height
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if palette_colors:
+        sheet = sheet.quantize(colors=palette_colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     sheet.save(path, optimize=True)
     return path

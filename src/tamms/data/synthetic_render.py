@@ -21,8 +21,8 @@ N_CLASSES = 10
 # colours (R, G, B, NIR) as a true-colour satellite view shows them after a mild stretch
 SUMMER = np.zeros((N_CLASSES, 4), dtype=np.float32)
 WINTER = np.zeros((N_CLASSES, 4), dtype=np.float32)
-SUMMER[WATER] = (0.07, 0.12, 0.16, 0.03)
-WINTER[WATER] = (0.09, 0.12, 0.15, 0.03)
+SUMMER[WATER] = (0.06, 0.11, 0.19, 0.03)
+WINTER[WATER] = (0.08, 0.11, 0.17, 0.03)
 SUMMER[FOREST] = (0.09, 0.18, 0.08, 0.52)
 WINTER[FOREST] = (0.13, 0.16, 0.10, 0.30)
 SUMMER[GRASS] = (0.30, 0.42, 0.19, 0.55)
@@ -45,43 +45,55 @@ ROOFS = np.array([
     (0.55, 0.44, 0.35, 0.37),  # brown
 ], dtype=np.float32)
 
+_FIELDISH = np.zeros(N_CLASSES, dtype=bool)
+_FIELDISH[[GRASS, CROP_GREEN, CROP_RIPE, CROP_PLOUGHED]] = True
+
 CLOUD = np.array([0.88, 0.89, 0.91, 0.82], dtype=np.float32)
 HAZE = np.array([0.8, 0.95, 1.25, 0.5], dtype=np.float32)  # haze scatters blue most
 
 
-def noise_bank(rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
-    """Smooth random fields at several scales, zero mean and unit std, `[H, W]` each.
+NOISE_SCALES: dict[str, float] = {"fine": 0.55, "canopy": 0.9, "medium": 2.5, "coarse": 6.0, "vcoarse": 13.0}
 
-    Made by low-pass filtering white noise in the Fourier domain on a tile 1.5x larger, cropped,
-    so the fields do not wrap around the edges.
+
+def noise_bank(rng: np.random.Generator, size: int, scales: dict[str, float] | None = None,
+               count: int = 1) -> dict[str, np.ndarray]:
+    """Smooth random fields at several scales (std in px of a 64-px tile), zero mean and unit std.
+
+    Each field is `[H, W]` (or `[count, H, W]` when `count` > 1). Made by low-pass filtering white
+    noise in the Fourier domain on a tile 1.5x larger, cropped, so fields do not wrap at the edges.
     """
-    scales = {"fine": 0.55, "canopy": 0.9, "medium": 2.5, "coarse": 6.0, "vcoarse": 13.0}
+    import scipy.fft
+
+    scales = NOISE_SCALES if scales is None else scales
     n = size + size // 2
-    white = rng.standard_normal((len(scales), n, n)).astype(np.float32)
-    spec = np.fft.rfft2(white)  # [K, n, n//2+1]
+    white = rng.standard_normal((count, len(scales), n, n), dtype=np.float32)
+    spec = scipy.fft.rfft2(white)  # [count, K, n, n//2+1]
     fy = np.fft.fftfreq(n)[:, None]
     fx = np.fft.rfftfreq(n)[None, :]
     r2 = (fy**2 + fx**2).astype(np.float32)
     sig = np.array([s * size / 64.0 for s in scales.values()], dtype=np.float32)[:, None, None]
     spec *= np.exp(-2.0 * (np.pi**2) * r2[None] * sig**2)  # Gaussian blur with std `sig` px
-    fields = np.fft.irfft2(spec, s=(n, n))[:, :size, :size]
-    fields -= fields.mean(axis=(1, 2), keepdims=True)
-    fields /= fields.std(axis=(1, 2), keepdims=True) + 1e-6
-    return {name: fields[k].astype(np.float32) for k, name in enumerate(scales)}
+    fields = scipy.fft.irfft2(spec, s=(n, n))[..., :size, :size]
+    fields -= fields.mean(axis=(-2, -1), keepdims=True)
+    fields /= fields.std(axis=(-2, -1), keepdims=True) + 1e-6
+    fields = fields.astype(np.float32)
+    if count == 1:
+        fields = fields[0]
+    return {name: fields[..., k, :, :] for k, name in enumerate(scales)}
 
 
 def _soften(img: np.ndarray) -> np.ndarray:
-    """The sensor's blur: a separable [0.15, 0.7, 0.15] kernel over rows and columns (edges repeated)."""
+    """The sensor's blur: a separable [0.15, 0.7, 0.15] kernel over the last two axes (edges repeated)."""
     out = 0.7 * img
-    out[:, 1:] += 0.15 * img[:, :-1]
-    out[:, :-1] += 0.15 * img[:, 1:]
-    out[:, 0] += 0.15 * img[:, 0]
-    out[:, -1] += 0.15 * img[:, -1]
+    out[..., 1:, :] += 0.15 * img[..., :-1, :]
+    out[..., :-1, :] += 0.15 * img[..., 1:, :]
+    out[..., 0, :] += 0.15 * img[..., 0, :]
+    out[..., -1, :] += 0.15 * img[..., -1, :]
     res = 0.7 * out
-    res[:, :, 1:] += 0.15 * out[:, :, :-1]
-    res[:, :, :-1] += 0.15 * out[:, :, 1:]
-    res[:, :, 0] += 0.15 * out[:, :, 0]
-    res[:, :, -1] += 0.15 * out[:, :, -1]
+    res[..., 1:] += 0.15 * out[..., :-1]
+    res[..., :-1] += 0.15 * out[..., 1:]
+    res[..., 0] += 0.15 * out[..., 0]
+    res[..., -1] += 0.15 * out[..., -1]
     return res
 
 
@@ -125,55 +137,60 @@ class Renderer:
         self.tex = tex
 
         roof_kind = (scene.roof_id * 7919 + int(rng.integers(1000))) % len(ROOFS)
-        self.roof = ROOFS[roof_kind].transpose(2, 0, 1) * (1 + 0.04 * fine)[None]  # [4, H, W]
+        self.roof_chw = np.ascontiguousarray((ROOFS[roof_kind] * (1 + 0.04 * fine)[..., None]).transpose(2, 0, 1))
 
-    def render(self, lc: np.ndarray, day: float, rng: np.random.Generator, cloud_prob: float) -> tuple[np.ndarray, float]:
-        """float32 `[4, H, W]` in [0, 1] and the fraction of the frame under cloud."""
-        doy = (day + 0.0) % 365.25  # day 0 (1970-01-01) is 1 January; leap days do not matter here
-        green = 0.5 + 0.5 * np.cos(2 * np.pi * (doy - 195.0) / 365.25)  # 1 in mid-July, 0 in mid-January
-        palette = WINTER + green * (SUMMER - WINTER)  # [K, 4]
-        img = palette.T[:, lc]  # [4, H, W]
-        tex = np.take_along_axis(self.tex, lc[None], axis=0)[0]  # [H, W]
-        img = img * (1.0 + tex)[None]
+    def render(self, lc: np.ndarray, days: np.ndarray, rng: np.random.Generator,
+               cloud_prob: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+        """Frames float32 `[N, 4, H, W]` in [0, 1] for land cover `[N, H, W]` on `days` `[N]`, and the
+        fraction of each frame under cloud `[N]` (`cloud_prob` per frame: chance it is cloudy)."""
+        n, size = lc.shape[0], self.size
+        doy = np.asarray(days, dtype=np.float64) % 365.25  # day 0 (1970-01-01) is 1 January
+        green = (0.5 + 0.5 * np.cos(2 * np.pi * (doy - 195.0) / 365.25)).astype(np.float32)  # 1 mid-July
+        palette = WINTER[None] + green[:, None, None] * (SUMMER - WINTER)[None]  # [N, K, 4]
+        frame = np.arange(n)[:, None, None]
+        img = np.ascontiguousarray(palette[frame, lc].transpose(0, 3, 1, 2))  # [N, 4, H, W]
+        yy, xx = np.ogrid[0:size, 0:size]
+        tex = self.tex[lc, yy, xx]  # [N, H, W]
         building = lc == BUILDING
-        img = np.where(building[None], self.roof, img)
-        fieldish = (lc == GRASS) | (lc == CROP_GREEN) | (lc == CROP_RIPE) | (lc == CROP_PLOUGHED)
-        img = np.where((self.hedge & fieldish)[None], img * 0.82, img)
-
-        # shadows of buildings and forest edges toward the south-east
+        # one multiplicative factor per pixel: texture, hedges between fields, shadows to the south-east
         tall = building | (lc == FOREST)
         shadow = np.zeros_like(tall)
-        shadow[1:, 1:] = tall[:-1, :-1]
-        shadow &= ~tall
+        shadow[:, 1:, 1:] = tall[:, :-1, :-1]
         bshadow = np.zeros_like(tall)
-        bshadow[1:, 1:] = building[:-1, :-1]
-        factor = np.where(bshadow & ~tall, 0.55, np.where(shadow, 0.8, 1.0)).astype(np.float32)
-        img = img * factor[None]
-
+        bshadow[:, 1:, 1:] = building[:, :-1, :-1]
+        factor = (1.0 + tex) * np.where(self.hedge & _FIELDISH[lc], np.float32(0.82), np.float32(1.0))
+        factor *= np.where(bshadow & ~tall, np.float32(0.55), np.where(shadow & ~tall, np.float32(0.8), np.float32(1.0)))
+        img *= factor[:, None]
+        if building.any():  # roofs keep their own colour (no shadow falls on a roof here)
+            img = np.where(building[:, None], self.roof_chw[None], img)
         img = _soften(img)
 
-        # illumination of the date: gain, per-band drift, haze
-        gain = rng.uniform(0.88, 1.12) * (1 + rng.normal(0, 0.025, 4)).astype(np.float32)
-        haze = rng.uniform(0.0, 0.05)
-        img = img * gain[:, None, None] + (haze * HAZE)[:, None, None]
+        # illumination of each date: gain, per-band drift, haze
+        gain = rng.uniform(0.88, 1.12, (n, 1)) * (1 + rng.normal(0, 0.025, (n, 4)))
+        haze = rng.uniform(0.0, 0.05, (n, 1)) * HAZE[None]
+        img = img * gain.astype(np.float32)[:, :, None, None] + haze.astype(np.float32)[:, :, None, None]
 
-        cloud_fraction = 0.0
-        if cloud_prob > 0 and rng.random() < cloud_prob:
-            img, cloud_fraction = self._clouds(img, rng)
-        img = img + rng.normal(0, 0.006, img.shape).astype(np.float32)  # sensor noise
-        return np.clip(img, 0.0, 1.0).astype(np.float32), cloud_fraction
+        cloudy = rng.random(n) < np.broadcast_to(np.asarray(cloud_prob, dtype=np.float64), (n,))
+        fractions = np.zeros(n, dtype=np.float64)
+        if cloudy.any():
+            idx = np.nonzero(cloudy)[0]
+            img[idx], fractions[idx] = self._clouds(img[idx], rng)
+        img += 0.006 * rng.standard_normal(img.shape, dtype=np.float32)  # sensor noise
+        return np.clip(img, 0.0, 1.0), fractions
 
-    def _clouds(self, img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
-        """Soft bright blobs, and their shadows offset to the south-east."""
-        bank = noise_bank(rng, self.size)
-        field = 0.75 * bank["vcoarse"] + 0.35 * bank["coarse"] + 0.12 * bank["medium"]
-        cover = rng.uniform(0.05, 0.6)
-        thr = np.quantile(field, 1.0 - cover)
-        alpha = np.clip((field - thr) * 1.6 + 0.35, 0.0, 1.0) * rng.uniform(0.75, 1.0)  # [H, W]
+    def _clouds(self, img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Soft bright blobs, and their shadows offset to the south-east, on frames `[M, 4, H, W]`."""
+        m = img.shape[0]
+        bank = noise_bank(rng, self.size, {k: NOISE_SCALES[k] for k in ("medium", "coarse", "vcoarse")}, count=m + 1)
+        field = (0.75 * bank["vcoarse"] + 0.35 * bank["coarse"] + 0.12 * bank["medium"])[:m]  # [M, H, W]
+        cover = rng.uniform(0.05, 0.6, m)
+        thr = np.array([np.quantile(field[k], 1.0 - cover[k]) for k in range(m)], dtype=np.float32)
+        opacity = rng.uniform(0.75, 1.0, m).astype(np.float32)
+        alpha = np.clip((field - thr[:, None, None]) * 1.6 + 0.35, 0.0, 1.0) * opacity[:, None, None]
         shift = max(2, int(round(self.size * 0.06)))
         shade = np.zeros_like(alpha)
-        shade[shift:, shift:] = alpha[:-shift, :-shift]
-        img = img * (1.0 - 0.45 * shade)[None]
-        cloud = CLOUD[:, None, None] * (1.0 + 0.05 * bank["medium"])[None]
-        img = img * (1.0 - alpha)[None] + cloud * alpha[None]
-        return img, float((alpha > 0.5).mean())
+        shade[:, shift:, shift:] = alpha[:, :-shift, :-shift]
+        img = img * (1.0 - 0.45 * shade)[:, None]
+        cloud = CLOUD[None, :, None, None] * (1.0 + 0.05 * bank["medium"][:m])[:, None]
+        img = img * (1.0 - alpha)[:, None] + cloud * alpha[:, None]
+        return img, (alpha > 0.5).mean(axis=(1, 2))

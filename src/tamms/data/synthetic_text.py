@@ -9,6 +9,7 @@ nothing changed they say so, in LEVIR-CC's own words.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 
 import numpy as np
@@ -68,31 +69,48 @@ _LAND = {WATER: "water", FOREST: "woods", GRASS: "grassland", CROP_GREEN: "farml
          CONSTRUCTION: "construction site"}
 
 
-def position(mask: np.ndarray) -> tuple[int, int] | None:
-    """3x3 cell where `mask` is, or None for an empty mask.
+@functools.lru_cache(maxsize=8)
+def _cells(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """3x3 cell index per pixel `[H, W]` (row-major, 0 = top-left) and the pixel count of each cell `[9]`."""
+    r = np.minimum(np.arange(h) * 3 // h, 2)
+    c = np.minimum(np.arange(w) * 3 // w, 2)
+    cell = r[:, None] * 3 + c[None, :]
+    return cell, np.bincount(cell.ravel(), minlength=9)
 
-    Per axis: the third (top/middle/bottom, left/middle/right) holding most of the mask when it holds
-    more than half of it, else the middle; so a road across the middle row is "in the middle" and
-    two blobs far apart do not put the change in an empty corner.
+
+def _counts(mask: np.ndarray) -> np.ndarray:
+    """Pixels of `mask` in each 3x3 cell, `[9]`."""
+    cell, _ = _cells(*mask.shape)
+    return np.bincount(cell[mask], minlength=9)
+
+
+def _position(c9: np.ndarray) -> tuple[int, int] | None:
+    """Per axis: the third holding more than half of the pixels, else the middle; None when empty.
+
+    So a road across the middle row is "in the middle", and two blobs far apart do not put the
+    change in an empty corner.
     """
-    total = mask.sum()
+    total = c9.sum()
     if total == 0:
         return None
-    h, w = mask.shape
-    rows = np.array([mask[i * h // 3:(i + 1) * h // 3].sum() for i in range(3)]) / total
-    cols = np.array([mask[:, j * w // 3:(j + 1) * w // 3].sum() for j in range(3)]) / total
-    r = int(rows.argmax()) if rows.max() > 0.5 else 1
-    c = int(cols.argmax()) if cols.max() > 0.5 else 1
-    return r, c
+    grid = c9.reshape(3, 3) / total
+    rows, cols = grid.sum(1), grid.sum(0)
+    return (int(rows.argmax()) if rows.max() > 0.5 else 1, int(cols.argmax()) if cols.max() > 0.5 else 1)
+
+
+def _spread(c9: np.ndarray, sizes: np.ndarray) -> bool:
+    """Covers at least 35% of the scene and more than 15% of 7 of the 9 cells."""
+    return c9.sum() >= 0.35 * sizes.sum() and int((c9 > 0.15 * sizes).sum()) >= 7
+
+
+def position(mask: np.ndarray) -> tuple[int, int] | None:
+    """3x3 cell (row, col) where `mask` is, or None for an empty mask."""
+    return _position(_counts(mask))
 
 
 def spread(mask: np.ndarray) -> bool:
     """True when `mask` covers the scene widely rather than one part of it."""
-    if mask.mean() < 0.35:
-        return False
-    h, w = mask.shape
-    thirds = [mask[i * h // 3:(i + 1) * h // 3, j * w // 3:(j + 1) * w // 3].mean() for i in range(3) for j in range(3)]
-    return sum(t > 0.15 for t in thirds) >= 7
+    return _spread(_counts(mask), _cells(*mask.shape)[1])
 
 
 def where_phrases(mask: np.ndarray) -> list[str]:
@@ -108,10 +126,11 @@ def compass(mask: np.ndarray) -> str:
     return _COMPASS[pos if pos is not None else (1, 1)]
 
 
-def _in_compass(mask: np.ndarray, big: float = 0.5) -> str:
-    if mask.mean() > big or spread(mask):
+def _in_compass(c9: np.ndarray, sizes: np.ndarray, big: float = 0.5) -> str:
+    if c9.sum() > big * sizes.sum() or _spread(c9, sizes):
         return "across most of the scene"
-    c = compass(mask)
+    pos = _position(c9)
+    c = _COMPASS[pos if pos is not None else (1, 1)]
     return "in the centre" if c == "centre" else f"in the {c}"
 
 
@@ -126,41 +145,45 @@ def _road_phrase(course: str | None) -> str | None:
 
 def describe_landcover(lc: np.ndarray, info: dict[str, Any]) -> tuple[str, list[str]]:
     """(kind of area, feature phrases) for one land-cover map."""
-    frac = {k: float((lc == k).mean()) for k in range(10)}
-    crop = np.isin(lc, CROPS)
-    built = (lc == BUILDING) | (lc == CONSTRUCTION)
+    cell, sizes = _cells(*lc.shape)
+    table = np.bincount((lc * 9 + cell).ravel(), minlength=90).reshape(10, 9)  # [class, cell] pixel counts
+    n = float(sizes.sum())
+    frac = table.sum(1) / n
+    crop_c = table[list(CROPS)].sum(0)
+    built_c = table[BUILDING] + table[CONSTRUCTION]
+    crop, built = crop_c.sum() / n, built_c.sum() / n
     features: list[tuple[float, str]] = []
     if frac[WATER] > 0.02:
-        features.append((frac[WATER], f"a lake {_in_compass(lc == WATER, 0.6)}"))
+        features.append((frac[WATER], f"a lake {_in_compass(table[WATER], sizes, 0.6)}"))
     if frac[FOREST] > 0.06:
         word = "dense forest" if frac[FOREST] > 0.5 else "forest"
-        features.append((frac[FOREST], f"{word} {_in_compass(lc == FOREST)}"))
-    if crop.mean() > 0.08:
-        features.append((float(crop.mean()), f"cropland {_in_compass(crop)}"))
+        features.append((frac[FOREST], f"{word} {_in_compass(table[FOREST], sizes)}"))
+    if crop > 0.08:
+        features.append((crop, f"cropland {_in_compass(crop_c, sizes)}"))
     if frac[GRASS] > 0.12:
-        features.append((frac[GRASS], f"grassland {_in_compass(lc == GRASS)}"))
+        features.append((frac[GRASS], f"grassland {_in_compass(table[GRASS], sizes)}"))
     if frac[BARE] > 0.04:
-        features.append((frac[BARE], f"bare ground {_in_compass(lc == BARE)}"))
-    if built.mean() > 0.08:
-        features.append((float(built.mean()), f"a residential area {_in_compass(built)}"))
+        features.append((frac[BARE], f"bare ground {_in_compass(table[BARE], sizes)}"))
+    if built > 0.08:
+        features.append((built, f"a residential area {_in_compass(built_c, sizes)}"))
     elif frac[BUILDING] > 0.003:
-        features.append((frac[BUILDING], f"a few buildings {_in_compass(lc == BUILDING)}"))
+        features.append((frac[BUILDING], f"a few buildings {_in_compass(table[BUILDING], sizes)}"))
     if frac[CONSTRUCTION] > 0.01:
-        features.append((frac[CONSTRUCTION], f"a construction site {_in_compass(lc == CONSTRUCTION)}"))
+        features.append((frac[CONSTRUCTION], f"a construction site {_in_compass(table[CONSTRUCTION], sizes)}"))
     features.sort(key=lambda f: -f[0])
     phrases = [f for _, f in features[:4]]
     road = _road_phrase(info.get("road"))
-    if road is None and frac[ROAD] > 0.01 and built.mean() <= 0.08:
-        road = "a road " + ("in the " + compass(lc == ROAD) if compass(lc == ROAD) != "centre" else "in the centre")
+    if road is None and frac[ROAD] > 0.01 and built <= 0.08:
+        road = "a road " + _in_compass(table[ROAD], sizes, 1.0)
     if road:
         phrases.append(road)
-    if built.mean() > 0.15:
+    if built > 0.15:
         kind = "a suburban area"
     elif frac[FOREST] > 0.5:
         kind = "a forested area"
     elif frac[WATER] > 0.12:
         kind = "a lakeside area"
-    elif crop.mean() + frac[GRASS] > 0.4:
+    elif crop + frac[GRASS] > 0.4:
         kind = "a rural area"
     else:
         kind = "a mixed rural area"
@@ -190,7 +213,8 @@ def season_of(date: dt.date) -> str:
 def describe_frame(lc: np.ndarray, date: dt.date, cloud_fraction: float, info: dict[str, Any]) -> str:
     """A short text about one frame: season and year, what it shows, and clouds."""
     _, phrases = describe_landcover(lc, info)
-    text = f"a {season_of(date)} {date.year} image showing {_join(phrases[:3]) or 'open land'}"
+    season = season_of(date)
+    text = f"{'an' if season == 'autumn' else 'a'} {season} {date.year} image showing {_join(phrases[:3]) or 'open land'}"
     if cloud_fraction > 0.4:
         text += " largely covered by clouds"
     elif cloud_fraction > 0.02:
