@@ -281,6 +281,7 @@ class DetectTrainConfig:
     max_minutes: float = 12.0
     val_every_steps: int = 200
     seed: int = 0
+    init_from: str | None = None  # a weights folder to continue from (a second stage of training)
     output: str | None = None  # default: the shipped weights folder src/tamms/weights/<model>/
 
     @classmethod
@@ -310,7 +311,7 @@ def train_detect(config: DetectTrainConfig, output: str | Path | None = None, ov
     syn = config.synthetic
     train_pairs = synthetic_pairs(syn["train_sequences"], "train", syn.get("size", 64), syn.get("frames", 4), syn.get("seed", 0))
     val_pairs = synthetic_pairs(syn["val_sequences"], "val", syn.get("size", 64), syn.get("frames", 4), syn.get("seed", 0))
-    datasets = [PairDataset(train_pairs, augment=True)]
+    datasets = [PairDataset(train_pairs, augment=True, crop=syn.get("crop"))]  # crop: cheaper steps on a CPU
     levir_note = "not used"
     lv = config.levir or {}
     if lv.get("root"):
@@ -334,6 +335,11 @@ def train_detect(config: DetectTrainConfig, output: str | Path | None = None, ov
         model_config.setdefault("class_names", source_classes)
     task = ChangeDetectionTask(config.model, model_config, lr=config.lr, weight_decay=config.weight_decay,
                                max_steps=config.max_steps, seed=config.seed, source_classes=source_classes)
+    if config.init_from:
+        from tamms.models.change.registry import load_network
+
+        task.net.load_state_dict(load_network(config.init_from).state_dict())
+        log.info("continuing from %s", config.init_from)
     train_loader = DataLoader(ConcatDataset(datasets), batch_size=config.batch_size, shuffle=True,
                               collate_fn=collate_pairs, num_workers=0, drop_last=True)
     val_loader = DataLoader(PairDataset(val_pairs), batch_size=32, collate_fn=collate_pairs)
