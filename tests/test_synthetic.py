@@ -224,9 +224,10 @@ def test_no_overwrite_unless_asked(tmp_path):
 
 def test_speed_smoke():
     generate_sequence(0)
-    t0 = time.perf_counter()
+    # CPU time of this process, so other jobs on a shared machine do not make it flaky
+    t0 = time.process_time()
     generate_world(100)
-    assert time.perf_counter() - t0 < 5.0
+    assert time.process_time() - t0 < 5.0
 
 
 def test_written_world_reads_back_with_the_data_reader(tmp_path):
