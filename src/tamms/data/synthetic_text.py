@@ -223,6 +223,12 @@ def describe_frame(lc: np.ndarray, date: dt.date, cloud_fraction: float, info: d
 
 
 # --- change captions ----------------------------------------------------------------------------------
+# what a place turns into, with its article
+_LAND_TO = {WATER: "water", FOREST: "woods", GRASS: "grassland", CROP_GREEN: "farmland", CROP_RIPE: "farmland",
+            CROP_PLOUGHED: "farmland", BARE: "bareland", ROAD: "a road", BUILDING: "buildings",
+            CONSTRUCTION: "a construction site"}
+
+
 def _top_transitions(a: np.ndarray, b: np.ndarray, changed: np.ndarray, k: int = 2) -> list[tuple[int, int, np.ndarray]]:
     """The `k` most frequent (from class, to class) pairs among changed pixels, with their masks."""
     pairs = a[changed] * 16 + b[changed]
@@ -268,7 +274,7 @@ def change_captions(first: np.ndarray, last: np.ndarray, category: str, events: 
             t += ["the town expands {d} and some houses are still under construction" if dirs else
                   "some houses {w} are still under construction"]
     elif category == "road_extension":
-        t += ["a new road is built {w} through the {src}", "a road appears {w}", "a road has been built {w} on the {src}"]
+        t += ["a new road is built {w} through the {src}", "a road appears {w}", "a road has been built {w} across the {src}"]
         if dirs:
             t += ["a road is extended {d}", "the road is lengthened {d} across the {src}", "the road {w} grows {d}",
                   "a road is built {d} through the {src}"]
@@ -326,8 +332,9 @@ def change_captions(first: np.ndarray, last: np.ndarray, category: str, events: 
             t = [x for x in t if "building" not in x]
             t += ["the ground {w} is cleared for construction", "a building site appears {w} on the {src}"]
     # generic phrasings from the main transition, when the event's own phrasings are too few
-    generic = [f"the {_LAND[fa]} {{w}} becomes {_LAND[tb]}", f"part of the {_LAND[fa]} {{w}} is replaced by {_LAND[tb]}",
-          f"some {_LAND[fa]} {{w}} turns into {_LAND[tb]}"]
+    to = _LAND_TO[tb]
+    generic = [f"the {_LAND[fa]} {{w}} becomes {to}", f"part of the {_LAND[fa]} {{w}} is replaced by {to}",
+               f"part of the {_LAND[fa]} {{w}} turns into {to}"]
     if len([x for x in t if dirs or "{d}" not in x]) < n + 1:
         t += generic
 
