@@ -467,7 +467,8 @@ def add_crop_rotation(scene: Scene, rng: np.random.Generator, t0: float, t_end: 
 
 
 def add_construction(scene: Scene, rng: np.random.Generator, t0: float, t_end: float) -> None:
-    """A few sites, started one after another along a direction: construction site, then a building."""
+    """A few sites, started one after another along a direction: construction site, then a building
+    that goes up part by part across the site."""
     size = scene.size
     yy, xx = _grid(size)
     direction = str(rng.choice(list(DIRECTIONS)))
@@ -502,7 +503,11 @@ def add_construction(scene: Scene, rng: np.random.Generator, t0: float, t_end: f
         t_start = float(starts[k])
         duration = float(spacing * rng.uniform(0.9, 1.6))
         on_site[box] = np.where(ok, t_start, np.inf)
-        on_done[box] = np.where(ok, t_start + duration, np.inf)
+        # the building goes up part by part across the site, in the event's direction, in the last 60%
+        # of the works, so a site in progress changes a little between any two dates
+        s_box = s[box]
+        frac = (s_box - s_box.min()) / max(float(s_box.max() - s_box.min()), 1e-6)
+        on_done[box] = np.where(ok, t_start + duration * (0.4 + 0.6 * frac), np.inf)
         ring = np.zeros((h, w), dtype=bool)
         ring[[0, -1], :] = True
         ring[:, [0, -1]] = True
