@@ -241,3 +241,11 @@ def test_written_world_reads_back_with_the_data_reader(tmp_path):
     np.testing.assert_array_equal(back.future_change_mask, seq.future_change_mask)
     assert back.dates == seq.dates and back.future_date == seq.future_date and back.captions == seq.captions
     assert back.crs == seq.crs and tuple(back.transform) == seq.transform
+
+
+def test_three_band_config_and_event_weights():
+    cfg = SyntheticWorldConfig(size=24, frames=3, bands=3, event_weights={"water_level": 1.0})
+    seq = generate_sequence(2, cfg)
+    assert seq.frames.shape == (3, 3, 24, 24) and seq.future_frame.shape == (3, 24, 24)
+    assert seq.band_names == ["red", "green", "blue"] and seq.meta["category"] == "water_level"
+    assert (seq.landcover == CLASS_NAMES.index("water")).any()

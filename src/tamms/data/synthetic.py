@@ -23,13 +23,13 @@ import datetime as dt
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tamms.data.sequence import Scaling, SitsSequence, from_days, to_days
+from tamms.data.sequence import Scaling, SitsSequence, from_days
 from tamms.data.synthetic_layout import CATEGORIES, CLASS_NAMES, Scene, build_scene
 from tamms.data.synthetic_render import Renderer, noise_bank
 from tamms.data.synthetic_text import change_captions, describe_frame, describe_scene, where_phrases
@@ -171,7 +171,7 @@ def generate_scene(index: int, config: SyntheticWorldConfig | None = None, seed:
     return scene, days
 
 
-def _public_event(event: dict[str, Any], lc_all: np.ndarray, days: np.ndarray, size: int) -> dict[str, Any]:
+def _public_event(event: dict[str, Any], lc_all: np.ndarray, days: np.ndarray) -> dict[str, Any]:
     """The JSON-friendly record of an event: where, which way, when, how far at each frame."""
     affected = event["affected"]
     changed_any = (lc_all != lc_all[0]).any(axis=0) & affected
@@ -225,7 +225,7 @@ def generate_sequence(index: int, config: SyntheticWorldConfig | None = None, se
     change = (lc_all[1:] != lc_all[:-1]).astype(np.uint8)  # [T, H, W], last one = last input -> future
     dates = [from_days(d) for d in days]
     text_rng = _rng(index, config, seed, 2)
-    events = [_public_event(e, lc_all, days, size) for e in scene.events]
+    events = [_public_event(e, lc_all, days) for e in scene.events]
     captions = change_captions(lc_all[0], lc_all[t - 1], scene.category, scene.events, text_rng)
     descriptions = [describe_frame(lc_all[k], dates[k], clouds[k], scene.info) for k in range(t + 1)]
 
