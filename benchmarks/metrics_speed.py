@@ -1,8 +1,8 @@
 """Speed and equality of tamms' caption metrics against the COCO caption evaluation (pycocoevalcap 1.2).
 
-Same 1,000 candidates x 5 references from LEVIR-CC in one run: for each of 1,000 pairs the candidate is
-one of its 6 captions... LEVIR-CC has 5 captions per pair, so the candidate is caption i of a pair and the
-5 references are the 4 others plus caption i of the NEXT pair (a realistic near miss, giving 5 refs).
+Same 1,000 candidates x 5 references from LEVIR-CC in one run. LEVIR-CC has 5 captions per image pair:
+the candidate is caption i of a randomly drawn pair, its 5 references are that pair's 4 other captions
+plus caption i of the next pair in name order (a near miss, so every candidate has 5 references).
 Timed: tokenisation + BLEU-1..4 + ROUGE-L + CIDEr-D.
   tamms:         tamms.metrics.text.caption_scores(..., meteor=False)
   pycocoevalcap: PTBTokenizer on references and on candidates (two Java calls, as COCOEvalCap.evaluate

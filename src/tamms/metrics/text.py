@@ -27,9 +27,17 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from functools import reduce
+from itertools import repeat
+from operator import add
 from typing import Any
 
 import numpy as np
+
+try:  # the C helper behind Counter.update (pure-Python fallback on other interpreters)
+    from _collections import _count_elements
+except ImportError:  # pragma: no cover
+    from collections import _count_elements  # type: ignore[attr-defined]
 
 from tamms.metrics._coco_tokenize import coco_jar_dir, coco_tokenize
 
@@ -38,20 +46,34 @@ CAPTION_KEYS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CI
 
 
 # ----------------------------------------------------------------------------------------------- n-grams
-def _ngram_counts(words: list[str], n: int = 4) -> dict[tuple, int]:
-    """n-gram counts in the reference's insertion order (k = 1..n, then position): float sums follow it.
-    (Counter keeps first-seen order, and n-grams of different k never collide.)"""
-    counts: Counter = Counter()
-    for k in range(1, n + 1):
-        counts.update(zip(*[words[i:] for i in range(k)]))
-    return counts
+def _ngram_counts(words: list[str], n: int = 4) -> list[dict[str, int]]:
+    """Per k = 1..n the n-gram counts, each in first-seen (position) order, as the reference's dict
+    iterates them (its float sums follow that order). An n-gram is its words joined by one space (tokens
+    hold no spaces, so this is one-to-one with the reference's tuples; strings cache their hash, tuples
+    do not, which makes the many dict look-ups below cheaper). Counted in C (`_count_elements`)."""
+    if n == 4:  # the common case, spelled out
+        grams = (words, map(" ".join, zip(words, words[1:])), map(" ".join, zip(words, words[1:], words[2:])),
+                 map(" ".join, zip(words, words[1:], words[2:], words[3:])))
+    else:
+        grams = tuple(map(" ".join, zip(*[words[i:] for i in range(k)])) for k in range(1, n + 1))
+    out = []
+    for it in grams:
+        counts: dict[str, int] = {}
+        _count_elements(counts, it)
+        out.append(counts)
+    return out
+
+
+def _sequential_sum(values) -> float:
+    """((0.0 + v0) + v1) + ...: the reference's `+=` loop (not pairwise, not compensated), in C."""
+    return reduce(add, values, 0.0)
 
 
 def _counts_cache(n: int):
     """n-gram counts per distinct sentence (captions repeat a lot: "there is no change")."""
-    cache: dict[str, dict[tuple, int]] = {}
+    cache: dict[str, list[dict[str, int]]] = {}
 
-    def counts_of(sentence: str) -> dict[tuple, int]:
+    def counts_of(sentence: str) -> list[dict[str, int]]:
         counts = cache.get(sentence)
         if counts is None:
             counts = cache[sentence] = _ngram_counts(sentence.split(), n)
@@ -75,11 +97,13 @@ def bleu_tokenized(candidates: Sequence[str], references: Sequence[Sequence[str]
     for cand, refs in zip(candidates, references):
         key = tuple(refs)
         if key not in cooked:
-            max_counts: dict[tuple, int] = {}
+            max_counts: list[dict[str, int]] = [{} for _ in range(n)]
             for ref in refs:
-                for gram, count in counts_of(ref).items():
-                    if count > max_counts.get(gram, 0):
-                        max_counts[gram] = count
+                for k, ref_counts in enumerate(counts_of(ref)):
+                    best = max_counts[k]
+                    for gram, count in ref_counts.items():
+                        if count > best.get(gram, 0):
+                            best[gram] = count
             cooked[key] = ([len(ref.split()) for ref in refs], max_counts)
         ref_lengths, max_counts = cooked[key]
         test_len = len(cand.split())
@@ -87,9 +111,9 @@ def bleu_tokenized(candidates: Sequence[str], references: Sequence[Sequence[str]
         total_ref += min((abs(length - test_len), length) for length in ref_lengths)[1]
         for k in range(n):
             total_guess[k] += max(0, test_len - k)
-        get = max_counts.get
-        for gram, count in counts_of(cand).items():
-            total_correct[len(gram) - 1] += min(get(gram, 0), count)
+        for k, cand_counts in enumerate(counts_of(cand)):
+            get = max_counts[k].get
+            total_correct[k] += sum([min(get(gram, 0), count) for gram, count in cand_counts.items()])
     scores = []
     bleu = 1.0
     for k in range(n):
@@ -150,10 +174,9 @@ def cider_d_per_caption(candidates: Sequence[str], references: Sequence[Sequence
     Same float operations in the same order as `CiderScorer.compute_cider`; faster by caching the TF-IDF
     vector of every distinct sentence and the similarity of every distinct (candidate, reference) pair."""
     counts_of = counts_of or _counts_cache(n)
-    doc_freq: dict[tuple, float] = {}
+    doc_freq: Counter = Counter()  # in how many images' reference sets each n-gram occurs
     for refs in references:
-        for gram in {g for ref in refs for g in counts_of(ref)}:
-            doc_freq[gram] = doc_freq.get(gram, 0.0) + 1
+        doc_freq.update(set().union(*[c.keys() for ref in refs for c in counts_of(ref)]))
     ref_len = float(np.log(float(len(references))))
     log_of = {df: float(np.log(max(1.0, df))) for df in set(doc_freq.values())}
     idf = {gram: ref_len - log_of[df] for gram, df in doc_freq.items()}
@@ -161,23 +184,20 @@ def cider_d_per_caption(candidates: Sequence[str], references: Sequence[Sequence
     vectors: dict[str, tuple] = {}
 
     def to_vec(sentence: str):
+        """Per k: TF-IDF dict (position order), its norm, and the bigram count the reference calls length."""
         if sentence in vectors:
             return vectors[sentence]
-        vec: list[dict[tuple, float]] = [{} for _ in range(n)]
-        norm = [0.0] * n
-        length = 0
+        vec, norm = [], []
         get_idf = idf.get
-        for gram, term_freq in counts_of(sentence).items():
-            k = len(gram) - 1
-            value = float(term_freq) * get_idf(gram, idf_unseen)
-            vec[k][gram] = value
-            norm[k] += pow(value, 2)
-            if k == 1:  # the reference counts bigrams as the "length" (sic); we keep it for equality
-                length += term_freq
-        vectors[sentence] = result = (vec, [math.sqrt(x) for x in norm], length)
+        for counts in counts_of(sentence):
+            values = dict(zip(counts.keys(), [float(tf) * get_idf(g, idf_unseen) for g, tf in counts.items()]))
+            vec.append(values)
+            norm.append(math.sqrt(_sequential_sum(map(pow, values.values(), repeat(2)))))
+        vectors[sentence] = result = (vec, norm, sum(counts_of(sentence)[1].values()) if n > 1 else 0)
         return result
 
     penalty_denominator = 2 * sigma**2
+    penalties: dict[float, float] = {}
     pair_cache: dict[tuple[str, str], list[float]] = {}
     scores = []
     for cand, refs in zip(candidates, references):
@@ -188,15 +208,14 @@ def cider_d_per_caption(candidates: Sequence[str], references: Sequence[Sequence
             if sim is None:
                 vec_ref, norm_ref, length_ref = to_vec(ref)
                 delta = float(length - length_ref)
-                penalty = math.e ** (-(delta**2) / penalty_denominator)
+                if delta not in penalties:
+                    penalties[delta] = math.e ** (-(delta**2) / penalty_denominator)
+                penalty = penalties[delta]
                 sim = []
                 for k in range(n):
-                    val = 0.0
                     get_ref = vec_ref[k].get
-                    for gram, hyp_value in vec[k].items():
-                        ref_value = get_ref(gram, 0.0)
-                        if ref_value:  # absent n-grams add min(h, 0) * 0 = 0.0 exactly (h > 0)
-                            val += min(hyp_value, ref_value) * ref_value
+                    # n-grams absent from the reference add min(h, 0) * 0 = 0.0 exactly: skip them
+                    val = _sequential_sum([min(h, r) * r for g, h in vec[k].items() if (r := get_ref(g))])
                     if norm[k] != 0 and norm_ref[k] != 0:
                         val /= norm[k] * norm_ref[k]
                     sim.append(val * penalty)
