@@ -33,15 +33,6 @@ def persistence_row(sequences) -> dict:
     return {"model": "persistence (context)", "n": len(sequences), "steps": 0, **image_metrics(last, target)}
 
 
-def fid_row(pred: torch.Tensor, target: torch.Tensor) -> float | None:
-    try:
-        from tamms.metrics import image as im
-
-        return float(im.fid(pred, target))
-    except Exception:
-        return None
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=32, help="test sequences")
@@ -66,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     from tamms.utils import write_text_atomic
 
     write_text_atomic(RESULTS / "jepa_forecast.json", json.dumps(result, indent=2), overwrite=args.overwrite)
-    cols = ["model", "L1", "MSE", "PSNR", "SSIM", "GSSIM", "LPIPS", "seconds_per_image"]
+    cols = ["model", "L1", "MSE", "PSNR", "SSIM", "GSSIM", "LPIPS", "FID", "seconds_per_image"]
     lines = [f"# Sat-JEPA-Diff on the synthetic test split ({len(seqs)} sequences, {args.steps} sampler steps)", "",
              f"Command: `{result['command']}`", "", result["task"] + "; " + result["metrics"] + ".", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -76,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
             v = r.get(c)
             cells.append("n/a" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v)))
         lines.append("| " + " | ".join(cells) + " |")
-    unavailable = {r.get("LPIPS_unavailable") for r in rows if r.get("LPIPS_unavailable")}
-    if unavailable:
-        lines += ["", "LPIPS/FID unavailable: " + "; ".join(sorted(unavailable))]
+    notes = {f"{k}: {v}" for r in rows for k, v in r.get("notes", {}).items() if k in ("LPIPS", "FID")}
+    if notes:
+        lines += ["", "Unavailable metrics: " + "; ".join(sorted(notes))]
     write_text_atomic(RESULTS / "jepa_forecast.md", "\n".join(lines) + "\n", overwrite=args.overwrite)
 
     # rollout figure: the test sequence with the longest span, rolled out from its first frame

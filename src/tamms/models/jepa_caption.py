@@ -55,7 +55,7 @@ def geometric_caption(landcover: np.ndarray, names: Sequence[str] | None = None)
         for j in range(3):
             cell = landcover[i * h // 3:(i + 1) * h // 3, j * w // 3:(j + 1) * w // 3]
             k = int(np.bincount(cell.ravel().astype(np.int64)).argmax())
-            name = names[k] if k < len(names) else f"class {k}"
+            name = (names[k] if k < len(names) else f"class {k}").replace("_", " ")
             parts.append(f"{name} in the {_REGIONS[i][j]}")
     return ", ".join(parts)
 

@@ -63,6 +63,9 @@ def save_pretrained(model, folder: str | Path, extra: dict | None = None, overwr
     if model.variant == "caption":
         with atomic_output(folder / "tokenizer.json", overwrite) as tmp:
             tmp.write_text(model.text_encoder.tokenizer.to_str(), encoding="utf-8")
+    for f in folder.iterdir():  # temporary files are created 0600; weights are package data everyone reads
+        if f.name in ("config.json", "model.safetensors", "tokenizer.json"):
+            f.chmod(0o644)
     return folder
 
 
@@ -229,20 +232,19 @@ def test_sequences(n: int = 16, size: int = 64, frames: int = 4, seed: int = 0, 
     return out
 
 
-def image_metrics(pred: torch.Tensor, target: torch.Tensor, rgb: Sequence[int] = (0, 1, 2)) -> dict[str, float | None]:
-    """PSNR, SSIM, GSSIM, L1, MSE (and LPIPS when its weights exist) on the RGB bands, mean over the batch."""
+def image_metrics(pred: torch.Tensor, target: torch.Tensor, rgb: Sequence[int] = (0, 1, 2)) -> dict[str, Any]:
+    """`tamms.metrics.image.image_scores` on RGB (PSNR, SSIM, GSSIM, L1, MSE, LPIPS) + set-level FID when available."""
+    from tamms.metrics import _fid
     from tamms.metrics import image as im
 
     p, t = pred[:, list(rgb)].float().clamp(0, 1), target[:, list(rgb)].float().clamp(0, 1)
-    row: dict[str, float | None] = {
-        "PSNR": float(im.psnr(p, t)), "SSIM": float(im.ssim(p, t)), "GSSIM": float(im.gssim(p, t)),
-        "L1": float(im.l1(p, t)), "MSE": float(im.mse(p, t)),
-    }
-    try:
-        row["LPIPS"] = float(im.lpips(p, t))
-    except Exception as exc:  # MetricUnavailableError: the weight file is not in the cache
-        row["LPIPS"] = None
-        row["LPIPS_unavailable"] = str(exc)  # type: ignore[assignment]
+    row = im.image_scores(p, t)
+    notes = row.pop("notes", {})
+    ok, reason = _fid.fid_available()
+    row["FID"] = float(_fid.fid(t, p)) if ok else None
+    if not ok:
+        notes["FID"] = reason
+    row["notes"] = notes
     return row
 
 

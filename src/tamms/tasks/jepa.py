@@ -202,8 +202,21 @@ def fit(config: dict[str, Any], variant: str, output: str | None = None, overwri
     if variant == "caption":
         texts = [it[k] for it in dataset.items for k in ("informative", "geometric", "semantic_next")]
         tokenizer = build_tokenizer(texts, int(config.get("model", {}).get("text", {}).get("vocab_size", 512)))
-    model = build_model(config.get("model", {}), variant, tokenizer)
-    if variant == "caption":
+    init_from = tr.get("init_from")
+    if init_from:  # continue from saved weights (same architecture); the caption tokenizer comes with them
+        from tamms.pipelines.jepa import load_pretrained
+
+        model = load_pretrained(init_from).train()
+        if model.variant != variant:
+            from tamms.errors import ConfigError
+
+            raise ConfigError(f"init_from {init_from} holds a {model.variant!r} model, not {variant!r}")
+        if variant == "caption":
+            model.freeze_text_encoder()
+        log(f"[jepa] continuing from {init_from}")
+    else:
+        model = build_model(config.get("model", {}), variant, tokenizer)
+    if variant == "caption" and not init_from:
         losses = pretrain_text_encoder(model, texts, int(tr.get("text_pretrain_steps", 300)), seed=seed)
         log(f"[jepa] text encoder bag-of-words loss {losses[0]:.4f} -> {losses[-1]:.4f}")
     steps = int(tr.get("max_steps", 500))
@@ -229,11 +242,18 @@ def fit(config: dict[str, Any], variant: str, output: str | None = None, overwri
                         max_time={"minutes": float(max_minutes)} if max_minutes else None,
                         gradient_clip_val=float(tr.get("grad_clip", 1.0)))
     trainer.fit(task, loader)
+    previous = []
+    if init_from:
+        import json as _json
+
+        prev_cfg = _json.loads((Path(init_from) / "config.json").read_text(encoding="utf-8"))
+        previous = prev_cfg.get("training_runs", []) or ([prev_cfg["training"]] if "training" in prev_cfg else [])
     summary = {"steps": int(trainer.global_step), "pairs": len(dataset), "sequences": len(seqs),
                "seconds": round(time.perf_counter() - t0, 1),
                "final": {k: round(v, 5) for k, v in task.history[-1].items()} if task.history else {}}
     log(f"[jepa] done: {summary}")
     if output:
-        save_pretrained(model, output, extra={"training": summary, "train_config": config}, overwrite=overwrite)
+        extra = {"training": summary, "train_config": config, "training_runs": previous + [summary]}
+        save_pretrained(model, output, extra=extra, overwrite=overwrite)
         log(f"[jepa] saved to {output}")
     return model.eval(), summary
