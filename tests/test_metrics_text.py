@@ -210,3 +210,42 @@ def test_caption_metric_class_in_batches_equals_functional(levir_pairs):
         assert got[key] == want[key], key
     metric.reset()
     assert metric.candidates == []
+
+
+def _ddp_worker(rank: int, world: int, port: int, cands: list, refs: list, out_dir: str) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    from tamms.metrics.text import CaptionScores
+
+    metric = CaptionScores(meteor=False)
+    metric.update(cands[rank::world], refs[rank::world])  # each rank sees a different share
+    result = metric.compute()
+    with open(f"{out_dir}/rank{rank}.json", "w") as handle:
+        json.dump(result, handle)
+    dist.destroy_process_group()
+
+
+@pytest.mark.ddp
+def test_caption_metric_under_ddp_gathers_every_caption(levir_pairs, tmp_path):
+    """Two gloo processes: both ranks compute the corpus scores of ALL captions (strings gathered)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    _, cands, refs = levir_pairs
+    keys = list(refs)[:41]
+    c, r = [cands[k] for k in keys], [refs[k] for k in keys]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, c, r, str(tmp_path)), nprocs=2, join=True)
+    order = [i for rank in range(2) for i in range(rank, 41, 2)]  # gathered order: rank 0's, then rank 1's
+    want = caption_scores(dict(enumerate(c[i] for i in order)), dict(enumerate(r[i] for i in order)), meteor=False)
+    for rank in range(2):
+        got = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        for key in CAPTION_KEYS:
+            assert got[key] == want[key], (rank, key)
