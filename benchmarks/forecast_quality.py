@@ -116,8 +116,9 @@ def time_one_forecast(steps: int = 20, repeats: int = 3) -> dict:
 
 
 def evaluate(cases: list[Case], preds: list[np.ndarray], detector) -> dict[str, dict[str, float]]:
-    from tamms.metrics import image as im
-    from tamms.metrics import temporal as tm
+    """Per source: mean of each metric over its cases (tamms.metrics, settings of DESIGN.md)."""
+    from tamms.metrics.image import image_scores
+    from tamms.metrics.temporal import future_change_f1, tcs
 
     by_source: dict[str, dict[str, list[float]]] = {}
     for c, p in zip(cases, preds):
@@ -125,26 +126,21 @@ def evaluate(cases: list[Case], preds: list[np.ndarray], detector) -> dict[str, 
         target = torch.from_numpy(c.target)[None].float()
         frames = c.sequence.rgb()  # [T, 3, H, W]
         prev, last = torch.from_numpy(frames[-2])[None], torch.from_numpy(frames[-1])[None]
-        row = {
-            "PSNR": float(im.psnr(pred, target)),
-            "SSIM": float(im.ssim(pred, target)),
-            "GSSIM": float(im.gssim(pred, target)),
-        }
-        try:
-            row["LPIPS"] = float(im.lpips(pred, target))
-        except Exception as exc:  # MetricUnavailableError: weights not in the local cache
-            row["LPIPS"] = float("nan")
-            evaluate.lpips_note = str(exc)
-        m_hist = detector.detect(prev, last).mask.bool()
-        m_pred = detector.detect(last, pred).mask.bool()
-        t = tm.tcs_components(m_hist, m_pred) if hasattr(tm, "tcs_components") else tm.tcs(m_hist, m_pred)
-        row["SPS"], row["ACS"], row["TCS"] = float(t["sps"]), float(t["acs"]), float(t["tcs"])
-        truth = torch.from_numpy(c.true_change)[None] if c.true_change is not None \
-            else detector.detect(last, target).mask.bool()
-        row["future_change_F1"] = float(tm.future_change_f1(m_pred, truth))
+        scores = image_scores(pred, target)
+        row = {k: scores[k] for k in ("PSNR", "SSIM", "GSSIM")}
+        row["LPIPS"] = scores["LPIPS"] if scores["LPIPS"] is not None else float("nan")
+        if scores["LPIPS"] is None:
+            evaluate.lpips_note = scores["notes"].get("LPIPS")
+        t = tcs(prev, last, pred, detector=detector)
+        row["SPS"], row["ACS"], row["TCS"] = t["SPS"], t["ACS"], t["TCS"]
+        if c.true_change is not None:
+            f1 = future_change_f1(last, pred, true_mask=torch.from_numpy(c.true_change)[None], detector=detector)
+        else:
+            f1 = future_change_f1(last, pred, target=target, detector=detector)
+        row["future_change_F1"] = f1["future_change_F1"]
         for k, v in row.items():
-            by_source.setdefault(c.source, {}).setdefault(k, []).append(v)
-    return {src: {k: float(np.nanmean(v)) if not all(np.isnan(v)) else None for k, v in d.items()}
+            by_source.setdefault(c.source, {}).setdefault(k, []).append(float(v))
+    return {src: {k: (None if np.all(np.isnan(v)) else float(np.nanmean(v))) for k, v in d.items()}
             for src, d in by_source.items()}
 
 

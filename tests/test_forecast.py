@@ -145,7 +145,7 @@ def test_gate_and_alpha_stay_in_range():
     for g in gates:
         assert g.shape == (8, g.shape[1]) and bool(((g >= 0) & (g <= 1)).all())
     for a in alphas:
-        assert 0.0 <= float(a) <= 1.0
+        assert 0.0 <= float(a.detach()) <= 1.0
 
 
 def test_sampler_and_semantic_path_change_the_output():
@@ -173,29 +173,43 @@ def test_sampler_and_semantic_path_change_the_output():
 
 
 def test_tiny_model_learns_moving_square():
-    """Stage 1 on a frozen random U-Net: the forecast of a moving square beats copying the last frame."""
+    """Stage 0 (U-Net as an image model) then stage 1 (structural ECM): a moving square is forecast
+    better than by copying the last frame, after a few dozen steps."""
+    import torch.nn.functional as F
     from torch.utils.data import DataLoader
 
     from tamms.pipelines.forecast import sample_sfci
-    from tamms.tasks.forecast import WindowDataset, configure_stage, ecm_loss, make_train_scheduler
+    from tamms.tasks.forecast import FrameDataset, WindowDataset, configure_stage, ecm_loss, make_train_scheduler
 
     torch.manual_seed(0)
     f = tiny_forecaster()
-    configure_stage(f, 1)
     sched = make_train_scheduler()
+    windows = moving_square_windows(64)
+    f.unet.requires_grad_(True)  # stage 0: the U-Net learns single frames, then is frozen
+    opt = torch.optim.AdamW(f.unet.parameters(), lr=3e-3)
+    for step, batch in enumerate(DataLoader(FrameDataset(windows, None, repeat=50), batch_size=16, shuffle=True)):
+        x0 = batch["target"] * 2 - 1
+        noise = torch.randn_like(x0)
+        t = torch.randint(0, 1000, (x0.shape[0],))
+        loss = F.mse_loss(f.unet(sched.add_noise(x0, noise, t), t, f.null_text(x0.shape[0], "cpu")).sample, x0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step == 59:
+            break
+    configure_stage(f, 1)
     opt = torch.optim.AdamW([p for p in f.parameters() if p.requires_grad], lr=3e-3)
-    loader = DataLoader(WindowDataset(moving_square_windows(64), crop=None, repeat=20, augment=False),
-                        batch_size=16, shuffle=True)
+    loader = DataLoader(WindowDataset(windows, crop=None, repeat=50, augment=False), batch_size=16, shuffle=True)
     losses = []
     for step, batch in enumerate(loader):
         loss = ecm_loss(f, sched, batch)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
-        if step == 59:
+        losses.append(loss.item())
+        if step == 79:
             break
-    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:5])
+    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])
     test = moving_square_windows(8, seed=9)
     hist = torch.from_numpy(np.stack(test.history))
     truth = torch.from_numpy(np.stack(test.target))
@@ -204,7 +218,7 @@ def test_tiny_model_learns_moving_square():
                            num_inference_steps=4, generator=torch.Generator().manual_seed(0))[:, 0]
     err_model = float(((pred - truth) ** 2).mean())
     err_persist = float(((hist[:, -1] - truth) ** 2).mean())
-    assert err_model < err_persist
+    assert err_model < 0.5 * err_persist
 
 
 # --- baselines ----------------------------------------------------------------------------------
@@ -287,9 +301,9 @@ def test_tiled_forecast_of_a_large_scene(tmp_path):
     assert float(blend_window(32, 8).min()) > 0
     pipe = ForecastPipeline.from_pretrained(_save_tiny_weights(tmp_path / "w", sample_size=32),
                                             model="tamms-base-control", tile_overlap=8, tile_batch=32)
-    seq = _sequence(200, 300)
+    seq = _sequence(40, 70)  # 2 x 3 overlapping tiles
     out = pipe(seq, "2022-01-01", num_inference_steps=2, seed=0)
-    assert out.images.shape == (1, 1, 3, 200, 300)
+    assert out.images.shape == (1, 1, 3, 40, 70)
     assert torch.isfinite(out.images).all()
     small = pipe(_sequence(20, 12), "2022-01-01", num_inference_steps=2)  # smaller than a tile: padded
     assert small.images.shape == (1, 1, 3, 20, 12)
@@ -318,7 +332,7 @@ def test_cli_forecast_geotiff_keeps_georeferencing(tmp_path):
 
     seq_dir = tmp_path / "scene"
     _write_geotiff_sequence(seq_dir, 200, 300)
-    weights = _save_tiny_weights(tmp_path / "w", sample_size=32)
+    weights = _save_tiny_weights(tmp_path / "w", sample_size=64)  # 6 x 4 overlapping tiles
     out = tmp_path / "out" / "forecast.tif"
     args = ["forecast", str(seq_dir), "--date", "2021-01-01", "--out", str(out), "--samples", "2", "--steps", "2",
             "--weights", str(weights), "--model", "tamms-base-control"]

@@ -111,14 +111,25 @@ class ControlBlock3D(nn.Module):
         self.norm2 = nn.GroupNorm(_groups(channels), channels)
         self.temporal = nn.Conv2d(channels, 3 * channels, 1)
 
-    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
-        """x [B, T, C, H, W], temb [B, T, time_dim] -> [B, T, C, H, W]."""
+    def taps(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        """Per-frame part: x [N, C, H, W], temb [N, time_dim] -> [N, 3C, H, W] (taps for t-1, t, t+1)."""
+        y = self.spatial(F.silu(self.norm1(x)))
+        scale, shift = self.film(temb)[:, :, None, None].chunk(2, dim=1)  # [N, C, 1, 1] each
+        return self.temporal(F.silu(self.norm2(y) * (1 + scale) + shift))
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor, history_taps: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, T, C, H, W], temb [B, T, time_dim] -> [B, T, C, H, W].
+
+        history_taps: the per-frame part of all frames but the last, computed once per forecast (the
+        history does not change between sampler steps), `[B, T-1, 3C, H, W]`.
+        """
         b, t, c, h, w = x.shape
-        flat = x.reshape(b * t, c, h, w)  # [B*T, C, H, W]
-        y = self.spatial(F.silu(self.norm1(flat)))
-        scale, shift = self.film(temb).reshape(b * t, 2 * c, 1, 1).chunk(2, dim=1)  # [B*T, C, 1, 1] each
-        y = F.silu(self.norm2(y) * (1 + scale) + shift)
-        y = self.temporal(y).reshape(b, t, 3, c, h, w)  # [B, T, 3, C, H, W]: taps for t-1, t, t+1
+        if history_taps is None:
+            y = self.taps(x.reshape(b * t, c, h, w), temb.reshape(b * t, -1))  # [B*T, 3C, H, W]
+            y = y.reshape(b, t, 3, c, h, w)
+        else:
+            last = self.taps(x[:, -1], temb[:, -1]).reshape(b, 1, 3, c, h, w)
+            y = torch.cat([history_taps.reshape(b, t - 1, 3, c, h, w), last], dim=1)  # [B, T, 3, C, H, W]
         out = y[:, :, 1].clone()
         out[:, 1:] += y[:, :-1, 0]  # frame t-1 seen from t
         out[:, :-1] += y[:, 1:, 2]  # frame t+1 seen from t
@@ -247,15 +258,27 @@ class EnhancedControlModule(nn.Module):
 
     def forward(self, history_features: list[torch.Tensor], noisy_features: list[torch.Tensor],
                 gaps_days: torch.Tensor, diffusion_t: torch.Tensor,
-                semantic: torch.Tensor | None = None) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-        """history_features[l] [B, T, C_l, H_l, W_l], noisy_features[l] [B, C_l, H_l, W_l] -> residuals."""
+                semantic: torch.Tensor | None = None, cache: dict | None = None
+                ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """history_features[l] [B, T, C_l, H_l, W_l], noisy_features[l] [B, C_l, H_l, W_l] -> residuals.
+
+        cache: a dict kept across the sampler steps of one forecast; it holds the history frames' part
+        of the control blocks, which does not depend on the noisy sample or the diffusion step.
+        """
         temb = self.time_embed(gaps_days, diffusion_t)  # [B, T+1, time_dim]
         use_sem = semantic is not None and self.cfg.use_semantic and not self.structural_only
         use_temp = self.cfg.use_temporal and not self.structural_only
         outputs = []
-        for level, hist, cur in zip(self.levels, history_features, noisy_features):
+        for i, (level, hist, cur) in enumerate(zip(self.levels, history_features, noisy_features)):
             x = torch.cat([hist, cur.unsqueeze(1)], dim=1)  # [B, T+1, C, H, W]
-            f = level.ctrl(x, temb)  # h_ctrl, eq. 5
+            taps = None
+            if cache is not None:
+                if i not in cache:
+                    b, t = hist.shape[:2]
+                    flat = hist.reshape(b * t, *hist.shape[2:])  # [B*T, C, H, W]
+                    cache[i] = level.ctrl.taps(flat, temb[:, :t].reshape(b * t, -1))
+                taps = cache[i]
+            f = level.ctrl(x, temb, taps)  # h_ctrl, eq. 5
             if use_sem:
                 s_proj, gate = level.semantic(semantic)  # [B, C] each, eq. 6-7
                 s = s_proj[:, None, :, None, None]  # tiled over T, H, W by broadcasting
@@ -310,7 +333,7 @@ class SFCIForecaster(nn.Module):
     def forward(self, noisy: torch.Tensor, diffusion_t: torch.Tensor, history_features: list[torch.Tensor],
                 gaps_days: torch.Tensor, semantic: torch.Tensor | None = None,
                 text_embeddings: torch.Tensor | None = None, text_mask: torch.Tensor | None = None,
-                control: bool = True) -> torch.Tensor:
+                control: bool = True, cache: dict | None = None) -> torch.Tensor:
         """noisy [B, C, H, W] in the diffusion space, diffusion_t [B] -> U-Net output [B, C, H, W]."""
         b = noisy.shape[0]
         states = self.ecm.text_states(text_embeddings, b, noisy.device)
@@ -320,5 +343,5 @@ class SFCIForecaster(nn.Module):
         # one pass through the frozen encoder; its features feed both the ECM and the decoder's skips
         res, mid, emb, bias = encode_unet(self.unet, noisy, diffusion_t, states, mask)
         down_res, mid_res = self.ecm(history_features, self.ecm.level_inputs(res, mid), gaps_days, diffusion_t,
-                                     semantic)
+                                     semantic, cache)
         return decode_unet(self.unet, res, mid, emb, states, bias, down_res, mid_res)

@@ -78,10 +78,11 @@ def sample_sfci(forecaster, history: torch.Tensor, history_days: torch.Tensor, t
     if noise is None:
         noise = torch.randn((b, k, c, h, w), generator=generator)
     x = noise.reshape(b * k, c, h, w).to(history.dtype) * sched.init_noise_sigma  # [B*K, C, H, W]
+    cache: dict = {}  # the history's share of the control blocks, computed at the first step
     for tau in sched.timesteps:
         tt = torch.full((b * k,), int(tau), dtype=torch.long)
         out = forecaster(sched.scale_model_input(x, tau), tt, feats, gaps, semantic=semantic,
-                         text_embeddings=text_embeddings, text_mask=text_mask)
+                         text_embeddings=text_embeddings, text_mask=text_mask, cache=cache)
         x = sched.step(out, tau, x).prev_sample
     return ((x.clamp(-1, 1) + 1) / 2).reshape(b, k, c, h, w)  # [B, K, C, H, W]
 
