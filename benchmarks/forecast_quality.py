@@ -196,6 +196,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--no-timing", action="store_true")
+    ap.add_argument("--cache", default="/tmp/tamms-forecast-bench",
+                    help="folder keeping each model's predictions (npz) for --reuse")
+    ap.add_argument("--reuse", default="", help="comma-separated models whose cached predictions are reused")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     from tamms.models.change.cva import CVADetector
@@ -210,9 +213,19 @@ def main(argv: list[str] | None = None) -> None:
     for c in cases:
         result["counts"][c.source] = result["counts"].get(c.source, 0) + 1
     predictions: dict[str, list[np.ndarray]] = {}
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    reuse = {m for m in args.reuse.split(",") if m}
+    key = f"s{args.steps}_seed{args.seed}_n{len(cases)}"
     for name in [m for m in args.models.split(",") if m]:
+        cached = cache / f"{name}_{key}.npz"
         try:
-            preds, secs = run_model(name, cases, args.steps, args.seed)
+            if name in reuse and cached.exists():
+                z = np.load(cached)
+                preds, secs = [z[f"p{i}"] for i in range(len(cases))], float(z["seconds"])
+            else:
+                preds, secs = run_model(name, cases, args.steps, args.seed)
+                np.savez_compressed(cached, seconds=secs, **{f"p{i}": p for i, p in enumerate(preds)})
         except Exception as exc:  # a model without weights is reported, not fatal
             result["notes"].append(f"{name}: not evaluated ({exc})")
             print(f"{name}: skipped ({exc})", flush=True)

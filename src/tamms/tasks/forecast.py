@@ -424,11 +424,20 @@ def train_forecast(cfg: dict[str, Any], stage: int, out_dir: str | Path | None =
         raise MissingWeightsError(f"stage {stage} starts from {previous}: run --stage {stage - 1} first")
     forecaster = load_sfci(out, cfg, ecm_file=previous)
     if stage >= 2:
+        t0 = time.time()
         attach_conditioning(windows, cfg)
+        print(f"describer conditioning for {len(windows)} windows: {time.time() - t0:.0f}s", flush=True)
         if windows.semantic is None:
             raise MissingWeightsError(
                 "stages 2 and 3 need the describer's semantic vectors M_t: train the describer "
                 "(`tamms train describe`) so src/tamms/weights/describer exists, or set describer: <folder>"
+            )
+        ecm_cfg = forecaster.ecm.cfg
+        if windows.semantic.shape[-1] != ecm_cfg.semantic_dim or windows.text_embeddings.shape[-1] != ecm_cfg.text_dim:
+            raise ConfigError(
+                f"the describer gives {windows.semantic.shape[-1]}-d M_t and {windows.text_embeddings.shape[-1]}-d "
+                f"text embeddings but the ECM expects {ecm_cfg.semantic_dim} and {ecm_cfg.text_dim}: set "
+                "ecm: {semantic_dim, text_dim} in the config to the describer's size and retrain from stage 1"
             )
     task = ECMTask(forecaster, stage, lr=float(section.get("lr", 2e-4)), max_steps=steps,
                    prediction_type=cfg.get("prediction_type", "sample"))
