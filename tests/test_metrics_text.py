@@ -249,3 +249,20 @@ def test_caption_metric_under_ddp_gathers_every_caption(levir_pairs, tmp_path):
         got = json.loads((tmp_path / f"rank{rank}.json").read_text())
         for key in CAPTION_KEYS:
             assert got[key] == want[key], (rank, key)
+
+
+def test_vectorised_and_dict_implementations_are_bit_identical(levir_pairs):
+    """caption_scores uses the numpy path; the dict path (fallback for huge vocabularies) must agree exactly."""
+    import numpy as np
+
+    from tamms.metrics import _caption_numpy as cn
+    from tamms.metrics.text import bleu_tokenized, cider_d_per_caption, tokenize_captions
+
+    _, cands, refs = levir_pairs
+    corpora = [(cands, refs)] + [edge_corpus(case) for case in EDGE]
+    for c_raw, r_raw in corpora:
+        _, c, r, _ = tokenize_captions(c_raw, r_raw)
+        prepared = cn.prepare(c, r)
+        assert prepared is not None
+        assert cn.bleu_from_counts(*cn.bleu_counts(prepared)) == bleu_tokenized(c, r)
+        assert np.array_equal(cn.cider_d_scores(prepared), cider_d_per_caption(c, r))

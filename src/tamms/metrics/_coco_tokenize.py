@@ -40,6 +40,7 @@ _CLITIC = re.compile(r"([a-z]+)(n't|'s|'m|'re|'ve|'d|'ll)([,;:!?])?")
 _STANDALONE = frozenset([",", ";", ":", "!", "?", "-", "--"])
 # other whitespace (\r, \f, unicode spaces) may end a line in the Java lexer: leave those to the jar
 _SIMPLE_CHARS = re.compile(r"[A-Za-z0-9 \t\n,;:!?'-]*")
+_PLAIN = re.compile(r"[A-Za-z0-9 \t\n]*")  # words only: the common case, no chunk analysis needed
 
 
 def _simple_tokens(sentence: str) -> list[str] | None:
@@ -77,6 +78,9 @@ def _strip_punctuation(tokens) -> str:
 
 def simple_tokenize(sentence: str) -> str | None:
     """The COCO-tokenised caption (lower case, punctuation removed), or None if not a "simple" sentence."""
+    if _PLAIN.fullmatch(sentence):
+        words = sentence.lower().split()
+        return " ".join(map(_SPLIT_WORDS.get, words, words))
     tokens = _simple_tokens(sentence)
     return None if tokens is None else _strip_punctuation(tokens)
 

@@ -15,6 +15,8 @@
 
 All on the COCO tokenisation (`tamms.metrics._coco_tokenize`). Floating-point operations are done in
 the reference's order, so values are identical, not just close (`benchmarks/metrics_speed.py` checks).
+`caption_scores` computes BLEU and CIDEr-D with the vectorised `_caption_numpy` (same operations, same
+order); the dict functions here are its fallback and are tested to give the same bits.
 Scores are fractions (not x100).
 """
 
@@ -145,13 +147,19 @@ def _position_masks(tokens: list[str]) -> dict[str, int]:
 def rouge_l_per_caption(candidates: Sequence[str], references: Sequence[Sequence[str]], beta: float = 1.2) -> np.ndarray:
     """ROUGE-L of each tokenised candidate (pycocoevalcap `Rouge.calc_score`; tokens = split(" "))."""
     scores = []
+    lcs_cache: dict[tuple[str, str], int] = {}  # (candidate, reference) pairs repeat
+    ref_tokens: dict[str, list[str]] = {}
     for cand, refs in zip(candidates, references):
         token_c = cand.split(" ")
         masks_c, full_c = _position_masks(token_c), (1 << len(token_c)) - 1
         prec, rec = [], []
         for ref in refs:
-            token_r = ref.split(" ")
-            lcs = _lcs_length(masks_c, full_c, len(token_c), token_r)
+            token_r = ref_tokens.get(ref)
+            if token_r is None:
+                token_r = ref_tokens[ref] = ref.split(" ")
+            lcs = lcs_cache.get((cand, ref))
+            if lcs is None:
+                lcs = lcs_cache[(cand, ref)] = _lcs_length(masks_c, full_c, len(token_c), token_r)
             prec.append(lcs / float(len(token_c)))
             rec.append(lcs / float(len(token_r)))
         prec_max, rec_max = max(prec), max(rec)
@@ -364,8 +372,16 @@ def caption_scores(candidates: Mapping[Any, str], references: Mapping[Any, Seque
     the mean reference length (TAMMs A.7). With return_info, also "info": tokenizer counts and the
     METEOR reason/settings. `meteor_jar`: reuse a running `MeteorJar` (the JVM start costs ~2 s)."""
     ids, cands, refs, tok_info = tokenize_captions(candidates, references, use_java_tokenizer)
-    counts_of = _counts_cache(4)
-    bleu = bleu_tokenized(cands, refs, counts_of=counts_of)
+    from tamms.metrics import _caption_numpy
+
+    prepared = _caption_numpy.prepare(cands, refs)
+    if prepared is not None:  # vectorised, bit-identical (see _caption_numpy)
+        bleu = _caption_numpy.bleu_from_counts(*_caption_numpy.bleu_counts(prepared))
+        cider = float(np.mean(_caption_numpy.cider_d_scores(prepared)))
+    else:  # vocabulary too large for int64 n-gram keys: the dict implementation
+        counts_of = _counts_cache(4)
+        bleu = bleu_tokenized(cands, refs, counts_of=counts_of)
+        cider = cider_d_tokenized(cands, refs, counts_of=counts_of)
     out: dict[str, Any] = {f"BLEU-{k + 1}": bleu[k] for k in range(4)}
     out["METEOR"] = None
     meteor_note = "disabled (meteor=False)"
@@ -380,7 +396,7 @@ def caption_scores(candidates: Mapping[Any, str], references: Mapping[Any, Seque
         else:
             meteor_note = METEOR_UNAVAILABLE
     out["ROUGE-L"] = rouge_l_tokenized(cands, refs)
-    out["CIDEr-D"] = cider_d_tokenized(cands, refs, counts_of=counts_of)
+    out["CIDEr-D"] = cider
     cand_len = [len(c.split()) for c in cands]
     ref_len = [len(r.split()) for rs in refs for r in rs]
     out["mean_length"] = float(np.mean(cand_len))
