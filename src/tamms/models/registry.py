@@ -238,6 +238,10 @@ FORECAST_MODELS: dict[str, Callable[..., ForecastModel]] = {
     "linear-trend": _linear_trend,
     "simvp": lambda weights=None, **kw: load_learned_baseline("simvp", weights),
     "convlstm": lambda weights=None, **kw: load_learned_baseline("convlstm", weights),
+    # Sat-JEPA-Diff (issue 7): loaders live in tamms.pipelines.jepa
+    "satjepa": lambda weights=None, **kw: __import__("tamms.pipelines.jepa", fromlist=["_"]).load_satjepa(weights),
+    "satjepa-caption": lambda weights=None, **kw: __import__("tamms.pipelines.jepa",
+                                                             fromlist=["_"]).load_satjepa_caption(weights),
 }
 
 
