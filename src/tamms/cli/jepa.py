@@ -35,6 +35,8 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Weights folder (default: the config's `output`)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing weights in the output folder."),
         max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Override training.max_steps."),
+        init_from: Optional[Path] = typer.Option(None, "--init-from", help="Continue from these weights "
+                                                 "(a folder written by this command)."),
     ) -> None:
         """Train Sat-JEPA-Diff: IJEPA forecaster + conditioning adapter + rectified-flow U-Net."""
         from tamms.errors import ConfigError
@@ -46,5 +48,7 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
             raise ConfigError(f"--variant must be rgb or caption, got {v!r}")
         if max_steps is not None:
             cfg.setdefault("training", {})["max_steps"] = int(max_steps)
+        if init_from is not None:
+            cfg.setdefault("training", {})["init_from"] = str(init_from)
         out = output or cfg.get("output")
         fit(cfg, v, str(out) if out else None, overwrite=overwrite, log=typer.echo)
