@@ -235,3 +235,33 @@ def test_lora_mode_freezes_the_pretrained_backbone(tmp_path):
     out = gen.loss(torch.rand(1, 4, 32, 32), Conditioning(torch.randn(1, 3, 32), torch.randn(1, 32)))
     out["loss"].backward()
     assert any(p.grad is not None for n, p in gen.named_parameters() if "lora" in n)
+
+
+def test_precomputed_target_embeddings_are_pooled_onto_the_patch_grid(tmp_path):
+    from tamms.errors import MissingWeightsError
+    from tamms.models.jepa import PrecomputedEmbeddingProvider
+
+    field = np.zeros((5, 32, 32), np.float32)
+    field[:, :8, :8] = 2.0  # the top-left patch of a 4 x 4 grid
+    (tmp_path / "seq").mkdir()
+    np.save(tmp_path / "seq" / "1.npy", field)
+    provider = PrecomputedEmbeddingProvider(tmp_path, dim=5, grid=4)
+    y = provider(torch.zeros(1, 4, 32, 32), ["seq/1"])
+    assert y.shape == (1, 16, 5)
+    assert torch.all(y[0, 0] == 2.0) and torch.all(y[0, 1:] == 0.0)
+    with pytest.raises(MissingWeightsError):
+        provider(torch.zeros(1, 4, 32, 32), ["seq/2"])
+    # the IJEPA projection head then regresses onto these 5-d targets
+    model = IJEPA(tiny_ijepa(target_dim=5), provider)
+    out = model.loss(torch.rand(1, 4, 32, 32), torch.rand(1, 4, 32, 32), keys=["seq/1"],
+                     gen=torch.Generator().manual_seed(0))
+    assert torch.isfinite(out["loss"]) and model.proj_head.out_features == 5
+
+
+def test_caption_loss_on_hand_made_tensors():
+    from tamms.models.jepa_caption import caption_loss
+
+    a = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    assert float(caption_loss(a, a)) == pytest.approx(0.0, abs=1e-6)
+    b = torch.tensor([[0.0, 1.0], [0.0, 2.0]])  # first row orthogonal: MSE 2/4, (1 - cos) mean 1/2
+    assert float(caption_loss(a, b)) == pytest.approx(0.5 + 0.5)
