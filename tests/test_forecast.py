@@ -310,6 +310,9 @@ def test_same_seed_same_forecast_and_rollout(tmp_path):
     assert roll.images.shape == (1, 2, 3, 16, 16) and roll.target_dates == [dt.date(2025, 1, 1)]
     with pytest.raises(DateError):
         pipe(seq, "2019-01-01")  # before the last frame
+    pipe.model.strength = 0.5  # img2img start from the noised last frame: one of the two steps is run
+    d = pipe(seq, "2022-01-01", num_samples=2, num_inference_steps=2, seed=3)
+    assert d.images.shape == a.images.shape and not torch.equal(d.images, a.images)
 
 
 def test_tiled_forecast_of_a_large_scene(tmp_path):

@@ -31,6 +31,9 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
                                                            "tamms-base-control, persistence, linear-trend, simvp, convlstm"),
         weights: Optional[Path] = typer.Option(None, "--weights", help="Weights folder (default: the shipped ones)."),
         sampler: str = typer.Option("ddim", "--sampler", help="ddim | dpm (DPM-Solver++)."),
+        strength: Optional[float] = typer.Option(None, "--strength", help="Diffusion models: 1 = start from pure "
+                                                 "noise, < 1 = from the last frame noised that far (default: the "
+                                                 "weights' setting)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
     ) -> None:
         """Forecast the image of SEQUENCE_DIR at --date (GeoTIFF on the input's grid, PNG preview)."""
@@ -53,7 +56,8 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
         from tamms.pipelines.forecast import ForecastPipeline
 
         seq = read_sequence(sequence_dir)
-        pipe = ForecastPipeline.from_pretrained(str(weights) if weights else model, model=model, scheduler=sampler)
+        pipe = ForecastPipeline.from_pretrained(str(weights) if weights else model, model=model, scheduler=sampler,
+                                                strength=strength)
         result = pipe(seq, date, num_samples=samples, num_inference_steps=steps, seed=seed)
         forecast = result.mean[0].numpy()  # [3, H, W] in [0, 1]
         tif, spread_tif, png = _outputs(out, samples)

@@ -82,8 +82,9 @@ class SFCIForecastModel(ForecastModel):
 
     stochastic = True
 
-    def __init__(self, name: str, forecaster, scheduler: str = "ddim"):
+    def __init__(self, name: str, forecaster, scheduler: str = "ddim", strength: float = 1.0):
         self.name = name
+        self.strength = strength
         self.model = forecaster.eval()
         self.history = forecaster.cfg.history
         self.channels = forecaster.cfg.channels
@@ -100,7 +101,7 @@ class SFCIForecastModel(ForecastModel):
         return sample_sfci(self.model, history, history_days, target_days, num_samples=num_samples,
                            num_inference_steps=num_inference_steps, noise=noise, generator=generator,
                            semantic=semantic, text_embeddings=text_embeddings, text_mask=text_mask,
-                           scheduler=self.scheduler_name)
+                           scheduler=self.scheduler_name, strength=self.strength)
 
 
 # --- saving and loading the SFCI forecaster ---------------------------------------------------------
@@ -161,7 +162,7 @@ def save_sfci(forecaster, folder: str | Path, cfg: dict[str, Any], stage: int) -
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"ecm_stage{stage}.safetensors"
     save_file({k: v.detach().contiguous() for k, v in forecaster.ecm.state_dict().items()}, str(path))
-    keep = {k: cfg[k] for k in ("history", "prediction_type", "ecm", "unet", "crop") if k in cfg}
+    keep = {k: cfg[k] for k in ("history", "prediction_type", "ecm", "unet", "crop", "sampling") if k in cfg}
     keep["ecm"] = forecaster.ecm.cfg.to_dict()
     keep.setdefault("stages", {})
     old = folder / "config.json"
@@ -173,7 +174,8 @@ def save_sfci(forecaster, folder: str | Path, cfg: dict[str, Any], stage: int) -
 
 
 def load_tamms(weights: str | Path | None = None, stage: int | None = None, scheduler: str = "ddim",
-               name: str = "tamms", **ecm_overrides: Any) -> SFCIForecastModel:
+               name: str = "tamms", strength: float | None = None, **ecm_overrides: Any) -> SFCIForecastModel:
+    """strength: where sampling starts (1 = pure noise); default: the weights' config `sampling.strength`."""
     folder = _resolve(weights, DEFAULT_SFCI_FOLDER)
     if stage is None:  # the latest stage trained
         stage = max((s for s in (1, 2, 3) if (folder / f"ecm_stage{s}.safetensors").exists()), default=0)
@@ -183,7 +185,9 @@ def load_tamms(weights: str | Path | None = None, stage: int | None = None, sche
                                   "(then 2 and 3), or pass a weights folder")
     forecaster = load_sfci(folder, ecm_file=ecm_file, **ecm_overrides)
     forecaster.ecm.structural_only = stage == 1
-    return SFCIForecastModel(name, forecaster, scheduler)
+    if strength is None:
+        strength = float(json.loads((folder / "config.json").read_text()).get("sampling", {}).get("strength", 1.0))
+    return SFCIForecastModel(name, forecaster, scheduler, strength)
 
 
 # --- baselines --------------------------------------------------------------------------------------

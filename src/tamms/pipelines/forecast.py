@@ -63,12 +63,26 @@ def sample_sfci(forecaster, history: torch.Tensor, history_days: torch.Tensor, t
                 num_samples: int = 1, num_inference_steps: int = 20, noise: torch.Tensor | None = None,
                 generator: torch.Generator | None = None, semantic: torch.Tensor | None = None,
                 text_embeddings: torch.Tensor | None = None, text_mask: torch.Tensor | None = None,
-                scheduler: str = "ddim") -> torch.Tensor:
-    """Denoise K samples per window: history [B, T, C, H, W] in [0, 1] -> [B, K, C, H, W] in [0, 1]."""
+                scheduler: str = "ddim", strength: float = 1.0) -> torch.Tensor:
+    """Denoise K samples per window: history [B, T, C, H, W] in [0, 1] -> [B, K, C, H, W] in [0, 1].
+
+    strength: 1.0 starts from pure noise; below 1 the sampler starts from the last history frame noised
+    to that fraction of the schedule (as diffusers' img2img pipelines do) and runs that fraction of the
+    steps, so colours and layout the ECM does not change stay those of the last frame.
+    """
     b, t, c, h, w = history.shape
     k = num_samples
+    if not 0.0 < strength <= 1.0:
+        raise InputError(f"strength {strength} must be in (0, 1]")
     sched = make_scheduler(scheduler, forecaster)
     sched.set_timesteps(num_inference_steps)
+    timesteps = sched.timesteps
+    start = 0
+    if strength < 1.0:
+        start = num_inference_steps - max(1, int(round(num_inference_steps * strength)))
+        timesteps = timesteps[start:]
+        if hasattr(sched, "set_begin_index"):
+            sched.set_begin_index(start * getattr(sched, "order", 1))
     feats = forecaster.encode_history(history * 2 - 1)  # per level [B, C_l, T, H_l, W_l]
     # the history is the same for the K samples of a window: repeat features, not the encoder
     feats = [f.repeat_interleave(k, dim=0) for f in feats]  # [B*K, ...]
@@ -78,8 +92,11 @@ def sample_sfci(forecaster, history: torch.Tensor, history_days: torch.Tensor, t
     if noise is None:
         noise = torch.randn((b, k, c, h, w), generator=generator)
     x = noise.reshape(b * k, c, h, w).to(history.dtype) * sched.init_noise_sigma  # [B*K, C, H, W]
+    if start > 0:  # img2img start: the last frame, noised to the first remaining timestep
+        last = (history[:, -1] * 2 - 1).repeat_interleave(k, dim=0)  # [B*K, C, H, W]
+        x = sched.add_noise(last, noise.reshape(b * k, c, h, w).to(history.dtype), timesteps[:1].repeat(b * k))
     cache: dict = {}  # the history's share of the control blocks, computed at the first step
-    for tau in sched.timesteps:
+    for tau in timesteps:
         tt = torch.full((b * k,), int(tau), dtype=torch.long)
         out = forecaster(sched.scale_model_input(x, tau), tt, feats, gaps, semantic=semantic,
                          text_embeddings=text_embeddings, text_mask=text_mask, cache=cache)
@@ -166,7 +183,8 @@ class ForecastPipeline:
 
     @classmethod
     def from_pretrained(cls, name_or_folder: str | Path = "tamms", model: str | None = None,
-                        describer: Any = "default", scheduler: str = "ddim", **kwargs: Any) -> "ForecastPipeline":
+                        describer: Any = "default", scheduler: str = "ddim", strength: float | None = None,
+                        **kwargs: Any) -> "ForecastPipeline":
         """`name_or_folder`: a registry name (`tamms`, `simvp`, ...) or a weights folder (then `model` names it)."""
         from tamms.models.registry import FORECAST_MODELS, load_describer, load_forecast_model
 
@@ -174,7 +192,7 @@ class ForecastPipeline:
             name, weights = str(name_or_folder), None
         else:
             name, weights = model or "tamms", Path(name_or_folder)
-        extra = {"scheduler": scheduler} if name.startswith("tamms") else {}
+        extra = {"scheduler": scheduler, "strength": strength} if name.startswith("tamms") else {}
         fm = load_forecast_model(name, weights, **extra)
         desc = None
         if fm.uses_semantic or fm.uses_text:
