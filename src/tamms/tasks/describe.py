@@ -50,6 +50,7 @@ class DescribeTrainConfig:
     strategy: str = "auto"  # "ddp_spawn" for several CPU processes
     num_workers: int = 0
     save_dtype: str = "float32"  # "float16" for the shipped weights (half the size)
+    init_from: str | None = None  # continue from a saved describer folder (its model config and tokenizer are kept)
 
 
 # --- data -----------------------------------------------------------------------------------------
@@ -268,8 +269,15 @@ def train_describer(config: dict[str, Any] | str | Path, output: str | Path | No
         train_inputs, val_inputs = splits["train"], splits["val"]
     levir_path = data_cfg.get("levir_cc", str(DEFAULT_LEVIR_CC))
     levir = levir_cc_texts(levir_path)
-    tokenizer = train_tokenizer(tokenizer_corpus(train_inputs, levir), vocab_size=int(data_cfg.get("tokenizer_vocab", 2048)))
-    model = Describer(model_cfg, tokenizer)
+    if train_cfg.init_from:
+        from tamms.models.describer import load_describer
+
+        model = load_describer(train_cfg.init_from).train()
+        model_cfg = model.config
+    else:
+        tokenizer = train_tokenizer(tokenizer_corpus(train_inputs, levir),
+                                    vocab_size=int(data_cfg.get("tokenizer_vocab", 2048)))
+        model = Describer(model_cfg, tokenizer)
     task = DescribeTask(model, train_cfg, levir)
 
     train_ds = DescribeDataset(train_inputs, model_cfg.use_ctp, train_cfg.scene_prob, train_cfg.frame_drop,
