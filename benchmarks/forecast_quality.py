@@ -80,20 +80,23 @@ def real_cases() -> list[Case]:
     return cases
 
 
-def run_model(name: str, cases: list[Case], steps: int, seed: int, batch: int = 16) -> tuple[list[np.ndarray], float]:
-    """Forecast every case; cases of the same size and target date go through the pipeline together."""
+def run_model(name: str, cases: list[Case], steps: int | None, seed: int, batch: int = 16
+              ) -> tuple[list[np.ndarray], float]:
+    """Forecast every case; cases of the same size go through the pipeline together (each its own date)."""
     from tamms.pipelines.forecast import ForecastPipeline
 
     pipe = ForecastPipeline.from_pretrained(name)
+    run_model.steps_used = steps or getattr(pipe.model, "default_steps", None) or 20
     start = time.time()
     groups: dict[tuple, list[int]] = {}
     for i, c in enumerate(cases):
-        groups.setdefault((c.target.shape, c.target_date), []).append(i)
+        groups.setdefault(c.target.shape, []).append(i)
     out: dict[int, np.ndarray] = {}
-    for (_, date), idxs in groups.items():
+    for idxs in groups.values():
         for s in range(0, len(idxs), batch):
             ids = idxs[s:s + batch]
-            res = pipe([cases[i].sequence for i in ids], date, num_samples=1, num_inference_steps=steps, seed=seed)
+            dates = [[cases[i].target_date] for i in ids]
+            res = pipe([cases[i].sequence for i in ids], dates, num_samples=1, num_inference_steps=steps, seed=seed)
             for j, i in enumerate(ids):
                 out[i] = res.mean[j].numpy()
     return [out[i] for i in range(len(cases))], time.time() - start
@@ -166,7 +169,7 @@ def markdown(result: dict) -> str:
     cols = ["PSNR", "SSIM", "GSSIM", "LPIPS", "TCS", "SPS", "ACS", "future_change_F1"]
     lines = [f"# Forecast quality\n", f"Command: `{result['command']}`  ", f"Date: {result['date']}  ",
              f"Change detector in TCS and future-change F1: **{result['detector']}**  ",
-             f"Sampler: DDIM, {result['steps']} steps, 1 sample, seed {result['seed']}  ",
+             f"Sampler: DDIM, 1 sample, seed {result['seed']}, steps per model: {result.get('sampler_steps')}  ",
              f"Test cases: " + ", ".join(f"{k}: {v}" for k, v in result["counts"].items()) + "\n"]
     for src in result["counts"]:
         lines.append(f"\n## {src}\n")
@@ -178,6 +181,13 @@ def markdown(result: dict) -> str:
                 continue
             vals = [("-" if m.get(c) is None else f"{m[c]:.4f}") for c in cols]
             lines.append(f"| {model} | " + " | ".join(vals) + " |")
+    if result.get("steps_sweep"):
+        lines.append("\n## tamms: sampler steps (synthetic test split)\n")
+        lines.append("| steps | " + " | ".join(cols) + " | seconds (all cases) |")
+        lines.append("|---|" + "---|" * (len(cols) + 1))
+        for n, m in result["steps_sweep"].items():
+            vals = [("-" if m.get(c) is None else f"{m[c]:.4f}") for c in cols]
+            lines.append(f"| {n} | " + " | ".join(vals) + f" | {m['seconds']:.1f} |")
     t = result.get("timing")
     if t:
         lines.append(f"\nOne 64x64 forecast with {t['steps']} DDIM steps (tamms, incl. describer): median "
@@ -192,7 +202,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--max-synthetic", type=int, default=48)
     ap.add_argument("--pool", type=int, default=600, help="synthetic sequences 0..pool-1 (test split kept)")
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=None, help="sampler steps (default: each model's own setting)")
+    ap.add_argument("--sweep", default="1,2,5,20", help="sampler steps to compare for tamms on the synthetic split")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--no-timing", action="store_true")
@@ -216,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     reuse = {m for m in args.reuse.split(",") if m}
-    key = f"s{args.steps}_seed{args.seed}_n{len(cases)}"
+    key = f"s{args.steps or 'default'}_seed{args.seed}_n{len(cases)}"
     for name in [m for m in args.models.split(",") if m]:
         cached = cache / f"{name}_{key}.npz"
         try:
@@ -232,6 +243,8 @@ def main(argv: list[str] | None = None) -> None:
             continue
         predictions[name] = preds
         result["seconds"][name] = secs
+        if name.startswith("tamms") or name.startswith("satjepa"):
+            result.setdefault("sampler_steps", {})[name] = getattr(run_model, "steps_used", args.steps)
         result["metrics"][name] = evaluate(cases, preds, detector)
         print(name, json.dumps(result["metrics"][name]), f"{secs:.0f}s", flush=True)
     if getattr(evaluate, "lpips_note", None):
@@ -241,6 +254,14 @@ def main(argv: list[str] | None = None) -> None:
     result["strips"] = strips(cases, predictions, which) if predictions else []
     if not args.no_timing and "tamms" in predictions:
         result["timing"] = time_one_forecast(20)
+    sweep = [int(x) for x in args.sweep.split(",") if x]
+    if sweep and "tamms" in predictions:
+        syn = [c for c in cases if c.source == "synthetic"]
+        result["steps_sweep"] = {}
+        for n in sweep:
+            preds, secs = run_model("tamms", syn, n, args.seed)
+            result["steps_sweep"][str(n)] = {**evaluate(syn, preds, detector)["synthetic"], "seconds": secs}
+            print("sweep", n, result["steps_sweep"][str(n)], flush=True)
     result["notes"] += comparison_notes(result["metrics"])
     (RESULTS / "forecast_quality.json").write_text(json.dumps(result, indent=1))
     (RESULTS / "forecast_quality.md").write_text(markdown(result))

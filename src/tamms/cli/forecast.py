@@ -25,7 +25,8 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="GeoTIFF to write (+ FILE_spread.tif when --samples > 1, "
                                                    "+ FILE.png preview)."),
         samples: int = typer.Option(1, "--samples", help="Number of forecasts; the file holds their mean."),
-        steps: int = typer.Option(20, "--steps", help="Sampler steps of the diffusion models."),
+        steps: Optional[int] = typer.Option(None, "--steps", help="Sampler steps of the diffusion models "
+                                            "(default: the weights' setting, 2 for the shipped ones)."),
         seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same forecast."),
         model: str = typer.Option("tamms", "--model", help="tamms, tamms-no-semantic, tamms-no-text, "
                                                            "tamms-base-control, persistence, linear-trend, simvp, convlstm"),
@@ -39,7 +40,7 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
         """Forecast the image of SEQUENCE_DIR at --date (GeoTIFF on the input's grid, PNG preview)."""
         from tamms.errors import InputError, OutputExistsError
 
-        if samples < 1 or steps < 1:
+        if samples < 1 or (steps is not None and steps < 1):
             raise InputError("--samples and --steps must be at least 1")
         files = [p for p in _outputs(out, samples) if p is not None]
         for p in files:  # fail before any heavy work

@@ -43,6 +43,7 @@ class ForecastModel:
     tile_size: int | None = None
     uses_semantic: bool = False  # wants the describer's M_t
     uses_text: bool = False  # wants the describer's text embeddings
+    default_steps: int | None = None  # sampler steps when the caller gives none (diffusion models)
 
     def forecast(self, history: torch.Tensor, history_days: torch.Tensor, target_days: torch.Tensor,
                  num_samples: int = 1, num_inference_steps: int = 20, noise: torch.Tensor | None = None,
@@ -82,9 +83,11 @@ class SFCIForecastModel(ForecastModel):
 
     stochastic = True
 
-    def __init__(self, name: str, forecaster, scheduler: str = "ddim", strength: float = 1.0):
+    def __init__(self, name: str, forecaster, scheduler: str = "ddim", strength: float = 1.0,
+                 default_steps: int | None = None):
         self.name = name
         self.strength = strength
+        self.default_steps = default_steps
         self.model = forecaster.eval()
         self.history = forecaster.cfg.history
         self.channels = forecaster.cfg.channels
@@ -185,9 +188,10 @@ def load_tamms(weights: str | Path | None = None, stage: int | None = None, sche
                                   "(then 2 and 3), or pass a weights folder")
     forecaster = load_sfci(folder, ecm_file=ecm_file, **ecm_overrides)
     forecaster.ecm.structural_only = stage == 1
+    sampling = json.loads((folder / "config.json").read_text()).get("sampling", {})
     if strength is None:
-        strength = float(json.loads((folder / "config.json").read_text()).get("sampling", {}).get("strength", 1.0))
-    return SFCIForecastModel(name, forecaster, scheduler, strength)
+        strength = float(sampling.get("strength", 1.0))
+    return SFCIForecastModel(name, forecaster, scheduler, strength, sampling.get("steps"))
 
 
 # --- baselines --------------------------------------------------------------------------------------

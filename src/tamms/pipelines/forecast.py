@@ -241,7 +241,7 @@ class ForecastPipeline:
     # --- call -----------------------------------------------------------------------------------
     @torch.no_grad()
     def __call__(self, sequences: SitsSequence | Sequence[SitsSequence], dates: Any, num_samples: int = 1,
-                 num_inference_steps: int = 20, seed: int | None = 0,
+                 num_inference_steps: int | None = None, seed: int | None = 0,
                  generator: torch.Generator | None = None) -> ForecastOutput:
         # 1. inputs
         seqs = [sequences] if isinstance(sequences, (SitsSequence, dict)) else list(sequences)
@@ -260,6 +260,8 @@ class ForecastPipeline:
         for row in targets:
             if not row or sorted(set(row)) != row:
                 raise DateError(f"forecast dates {[d.isoformat() for d in row]} must be increasing and distinct")
+        if num_inference_steps is None:  # the weights' own default, else 20
+            num_inference_steps = int(getattr(self.model, "default_steps", None) or 20)
         if num_samples < 1 or num_inference_steps < 1:
             raise InputError("num_samples and num_inference_steps must be at least 1")
         hist = [self._history(s) for s in seqs]
