@@ -459,6 +459,7 @@ class UniChangeDetector:
         self.semantic = semantic
         self.generate = generate
         self.last_responses: list[str] = []
+        self.last_response_ok: list[bool] = []  # False where the LM's answer lacked tokens (template used)
 
     @torch.no_grad()
     def detect(self, image_a: torch.Tensor, image_b: torch.Tensor, categories: Sequence[str] | None = None,
@@ -466,7 +467,7 @@ class UniChangeDetector:
         a, b = prepare_pair(image_a, image_b, self.model.config.in_channels)
         task = self.model.resolve_task(categories or self.categories, self.semantic if semantic is None else semantic)
         out = self.model.predict(a, b, task, generate=self.generate)
-        self.last_responses = out.responses
+        self.last_responses, self.last_response_ok = out.responses, out.response_ok
         prob = torch.sigmoid(out.change_logits)
         result = ChangeResult(mask=(prob > self.model.config.threshold).to(torch.uint8), probability=prob)
         if task.semantic:
