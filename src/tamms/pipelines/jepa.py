@@ -300,7 +300,8 @@ def rollout_figure(path: str | Path, sequence, pipelines: dict[str, SatJEPAPipel
             if r == 0:
                 ax.set_title(sequence.dates[0].isoformat() + " (input)" if c == 0 else dates[c - 1], fontsize=7)
         axes[r][0].text(-0.08, 0.5, name, transform=axes[r][0].transAxes, ha="right", va="center", fontsize=8)
-    fig.suptitle("Autoregressive rollout: every prediction is fed back as the next input", fontsize=9)
+    fig.suptitle(f"{sequence.meta.get('id', 'sequence')}: autoregressive rollout from the first frame, every prediction "
+                 "fed back as the next input", fontsize=9)
     fig.tight_layout()
     with atomic_output(path, overwrite) as tmp:
         fig.savefig(tmp, dpi=110, format=Path(path).suffix.lstrip(".") or "png")
