@@ -190,8 +190,8 @@ class SatJEPAPipeline:
         """Autoregressive rollout (appendix C): start from frame `start_index`, feed every prediction back.
 
         Steps follow the sequence's own dates (then its future date) unless `step_days` gives the gaps.
-        Captions (caption variant) come from the data for the real start frame; later steps reuse the forecast
-        path: the informative caption is the previous step's, the geometric one too (no pixels are described).
+        Captions (caption variant) come from the data for the real start frame and are reused at later steps
+        (nothing describes a generated frame without looking at its pixels).
         """
         if step_days is None:
             days = list(sequence.days[start_index:])
@@ -361,7 +361,7 @@ class SatJEPAForecastModel:
         for k in range(num_samples):
             nz = None
             if noise is not None and tuple(noise.shape[-2:]) == tuple(current.shape[-2:]) == (self.tile_size,) * 2:
-                nz = noise[:, k].float() * 1.0
+                nz = noise[:, k].float()
             if nz is not None:
                 x = self.pipeline._to_model_size(current)
                 outs.append(self.pipeline.model.forecast(x, gap, captions=captions, num_inference_steps=num_inference_steps,
