@@ -230,3 +230,25 @@ def test_pretrained_lm_folder_gets_lora(tmp_path):
     task = ChangeTask(None, False)
     torch.testing.assert_close(reloaded.predict(a, b, task, generate=False).change_logits,
                                model.eval().predict(a, b, task, generate=False).change_logits)
+
+
+def test_default_detector_is_a_tcs_detector():
+    """The shipped default detector plugs into TCS, and the TCS result names it."""
+    from tamms.models.change.registry import DEFAULT_DETECTOR, default_detector
+    from tamms.utils import default_weights
+
+    if not (default_weights(DEFAULT_DETECTOR) / "model.safetensors").is_file():
+        pytest.skip("default detector weights not shipped")
+    from tamms.metrics.temporal import tcs
+
+    det = default_detector()
+    assert det.name == DEFAULT_DETECTOR
+    g = torch.Generator().manual_seed(0)
+    prev = torch.rand(2, 4, 32, 32, generator=g)
+    last = prev.clone()
+    last[:, :3, 4:12, 4:12] = 0.95  # a bright new block in the top-left
+    pred = last.clone()
+    pred[:, :3, 4:12, 12:20] = 0.95  # it grows eastward
+    out = tcs(prev, last, pred, detector=det)
+    assert out["detector"] == DEFAULT_DETECTOR
+    assert 0.0 <= out["TCS"] <= 1.0
