@@ -1,0 +1,473 @@
+"""`tamms demo`: the whole toolkit on the embedded default, as one HTML report.
+
+Steps (each shown with a progress bar):
+1. generate a few held-out sequences of the synthetic world (exact truth: future frame, change masks);
+2. load the shipped weights (or, with `train=True`, retrain small models from scratch first);
+3. per sequence: describe the changes, forecast the future date (K samples -> mean + spread) with the
+   TAMMs forecaster and with persistence, detect the changes between frames and into the future;
+4. real series found under `data_dir` (sequence folders, LEVIR-CD pairs) get the same treatment
+   without the synthetic truth;
+5. score everything against the truth and against persistence; write `index.html` + `results.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tamms.errors import InputError, OutputExistsError
+from tamms.report import figures as fig
+from tamms.report.html import HtmlReport
+
+
+@dataclass
+class DemoConfig:
+    n_sequences: int = 4  # held-out synthetic sequences
+    size: int = 64
+    frames: int = 4
+    seed: int = 0
+    samples: int = 4  # forecast samples per sequence (spread map)
+    steps: int = 20  # sampler steps
+    beams: int = 1
+    detector: str = "default"
+    forecaster: str = "tamms"
+    real_size: int = 128  # real series are resampled to this size to keep the demo fast
+    max_real_series: int = 3
+    max_levir_pairs: int = 6
+    train: bool = False
+    train_scale: float = 1.0  # <1 shortens the --train runs (used by the tests)
+    weights_dir: Path | None = None  # where --train writes the retrained weights (default OUT/weights)
+
+
+@dataclass
+class DemoResult:
+    out_dir: Path
+    index_html: Path
+    results_json: Path
+    seconds: float
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------------
+# data
+# ------------------------------------------------------------------------------------------------
+
+
+def held_out_sequences(cfg: DemoConfig) -> list:
+    """The first `n_sequences` synthetic sequences whose id falls in the test split."""
+    from tamms.data.synthetic import SyntheticWorldConfig, generate_sequence, split_of
+
+    world = SyntheticWorldConfig(size=cfg.size, frames=cfg.frames)
+    chosen, index = [], 0
+    while len(chosen) < cfg.n_sequences:
+        if split_of(f"syn_{index:06d}") == "test":
+            chosen.append(generate_sequence(index, world, seed=cfg.seed))
+        index += 1
+    return chosen
+
+
+def find_real_data(data_dir: Path | None, cfg: DemoConfig) -> tuple[list, list]:
+    """Sequence folders and LEVIR-CD pairs under `data_dir` (searched one level deep)."""
+    if data_dir is None:
+        return [], []
+    from tamms.data.readers import find_sequence_folders, is_levir_cd, read_levir_cd, read_sequence
+
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise InputError(f"--data {root} is not a folder: give the folder that holds your sequence folders")
+    series = []
+    for folder in find_sequence_folders(root)[: cfg.max_real_series]:
+        try:
+            seq = read_sequence(folder)
+        except Exception as exc:  # noqa: BLE001 - one unreadable folder must not stop the demo
+            series.append((folder, exc))
+            continue
+        if seq.num_frames >= 3:
+            series.append((folder, _resample(seq, cfg.real_size)))
+    pairs = []
+    for folder in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
+        if is_levir_cd(folder):
+            pairs = read_levir_cd(folder)[: cfg.max_levir_pairs]
+            break
+    return series, pairs
+
+
+def _resample(seq, size: int):
+    """Area-average a sequence down to about `size` px on its long side (keeps georeferencing consistent)."""
+    import torch
+    import torch.nn.functional as F
+    from dataclasses import replace
+
+    h, w = seq.size
+    factor = max(h, w) / size
+    if factor <= 1:
+        return seq
+    nh, nw = int(round(h / factor)), int(round(w / factor))
+    frames = F.interpolate(torch.from_numpy(seq.frames), size=(nh, nw), mode="area").numpy()  # [T, C, h, w]
+    transform = None
+    if seq.transform is not None:
+        a, b, c, d, e, f = seq.transform
+        transform = (a * w / nw, b, c, d, e * h / nh, f)
+    nodata = None
+    if seq.nodata_mask is not None:
+        nodata = F.interpolate(torch.from_numpy(seq.nodata_mask[:, None].astype(np.float32)), size=(nh, nw),
+                               mode="area")[:, 0].numpy() > 0.5  # [T, h, w]
+    return replace(seq, frames=frames, transform=transform, nodata_mask=nodata, change_masks=None, landcover=None,
+                   meta={**seq.meta, "resampled_from": [h, w]})
+
+
+# ------------------------------------------------------------------------------------------------
+# scoring
+# ------------------------------------------------------------------------------------------------
+
+
+def _rgb(x: np.ndarray, rgb_bands) -> np.ndarray:
+    return x[list(rgb_bands)] if x.shape[0] >= 3 and rgb_bands is not None else np.repeat(x[:1], 3, axis=0)
+
+
+def image_scores(pred: np.ndarray, target: np.ndarray) -> dict[str, float | None]:
+    """PSNR, SSIM, GSSIM, L1, MSE, LPIPS (None when its weights are absent) of one RGB `[3, H, W]` pair."""
+    import torch
+
+    from tamms.metrics.image import image_scores as scores
+
+    p = torch.from_numpy(np.ascontiguousarray(pred, dtype=np.float32))[None]  # [1, 3, H, W]
+    t = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32))[None]
+    res = scores(p, t)
+    return {k: res[k] for k in ("PSNR", "SSIM", "GSSIM", "L1", "MSE", "LPIPS")}
+
+
+def temporal_scores(prev: np.ndarray, last: np.ndarray, pred: np.ndarray, true_future_mask: np.ndarray | None,
+                    detector) -> dict[str, Any]:
+    """TCS (SPS, ACS) with `detector`, and the future-change F1 against the true future change mask."""
+    import torch
+
+    from tamms.metrics.temporal import future_change_f1, tcs
+
+    as_t = lambda x: torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None]  # noqa: E731 [1,3,H,W]
+    res = tcs(as_t(prev), as_t(last), as_t(pred), detector=detector)
+    out = {"TCS": float(res["TCS"]), "SPS": float(res["SPS"]), "ACS": float(res["ACS"]), "detector": res["detector"]}
+    if true_future_mask is not None:
+        f1 = future_change_f1(as_t(last), as_t(pred), true_mask=torch.from_numpy(true_future_mask.astype(np.uint8))[None],
+                              detector=detector)
+        out["future-change F1"] = float(f1["future_change_F1"])
+    return out
+
+
+def change_scores(pred_mask: np.ndarray, true_mask: np.ndarray) -> dict[str, float]:
+    import torch
+
+    from tamms.metrics.change import binary_change_scores
+
+    res = binary_change_scores(torch.as_tensor(pred_mask).long(), torch.as_tensor(true_mask).long())
+    return {k: float(res[k]) for k in ("precision", "recall", "F1", "IoU", "OA", "kappa")}
+
+
+def _mean_rows(rows: list[dict[str, Any]]) -> dict[str, float | None]:
+    keys = [k for k in rows[0] if isinstance(rows[0][k], (int, float)) or rows[0][k] is None]
+    out = {}
+    for k in keys:
+        vals = [r[k] for r in rows if isinstance(r.get(k), (int, float))]
+        out[k] = float(np.mean(vals)) if vals else None
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# the run
+# ------------------------------------------------------------------------------------------------
+
+
+def _prepare_out(out_dir: Path, overwrite: bool) -> None:
+    index = out_dir / "index.html"
+    if index.exists() and not overwrite:
+        raise OutputExistsError(f"{index} already exists: choose another --out or pass --overwrite")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _train_small_models(cfg: DemoConfig, weights_dir: Path, progress) -> dict[str, Path]:
+    """Retrain the describer, forecaster and detector from scratch (the `--train` option)."""
+    from tamms.demo_training import train_demo_models
+
+    return train_demo_models(weights_dir, scale=cfg.train_scale, progress=progress)
+
+
+def run_demo(out_dir: str | Path, data_dir: str | Path | None = None, config: DemoConfig | None = None,
+             overwrite: bool = False, progress: bool = True) -> DemoResult:
+    import torch
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from tamms.metrics.text import caption_scores
+    from tamms.models.change.registry import load_detector
+    from tamms.pipelines.describe import DescribePipeline
+    from tamms.pipelines.detect import DetectPipeline
+    from tamms.pipelines.forecast import ForecastPipeline
+
+    cfg = config or DemoConfig()
+    out = Path(out_dir)
+    _prepare_out(out, overwrite)
+    start = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TimeElapsedColumn()]
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        # 1-2. data and models
+        seqs = held_out_sequences(cfg)
+        series, pairs = find_real_data(Path(data_dir) if data_dir else None, cfg)
+        weights: dict[str, Path] = {}
+        if cfg.train:
+            weights = _train_small_models(cfg, Path(cfg.weights_dir or out / "weights"), bar)
+        t = bar.add_task("loading models", total=4)
+        describer = DescribePipeline.from_pretrained(weights.get("describer"))
+        bar.advance(t)
+        forecaster = ForecastPipeline.from_pretrained(str(weights.get("forecast", cfg.forecaster)), describer=describer)
+        bar.advance(t)
+        persistence = ForecastPipeline.from_pretrained("persistence")
+        bar.advance(t)
+        detector = load_detector(cfg.detector, weights=weights.get("detector"))
+        detect = DetectPipeline(detector)
+        bar.advance(t)
+
+        # 3. synthetic sequences
+        records = []
+        t = bar.add_task("synthetic sequences", total=len(seqs))
+        for seq in seqs:
+            records.append(_run_sequence(seq, cfg, describer, forecaster, persistence, detect))
+            bar.advance(t)
+        cands = {r["id"]: r["description"] for r in records}
+        refs = {r["id"]: r["references"] for r in records}
+        text = caption_scores(cands, refs, meteor=True)
+
+        # 4. real data
+        real_records = []
+        t = bar.add_task("real series", total=len(series) + len(pairs))
+        for folder, seq in series:
+            if isinstance(seq, Exception):
+                real_records.append({"id": Path(folder).name, "error": str(seq)})
+            else:
+                real_records.append(_run_real_series(seq, Path(folder).name, cfg, describer, forecaster, persistence,
+                                                     detect))
+            bar.advance(t)
+        levir = []
+        for pair in pairs:
+            res = detect(pair.before, pair.after)
+            mask = res.mask[0].numpy()
+            levir.append({"id": pair.name, "before": pair.before, "after": pair.after, "pred": mask,
+                          "truth": pair.mask, "scores": change_scores(mask, pair.mask)})
+            bar.advance(t)
+
+    seconds = time.perf_counter() - start
+    summary = _summarise(records, real_records, levir, text, cfg, detector.name, forecaster, seconds)
+    results_json = out / "results.json"
+    _write_json(results_json, summary, overwrite=True)
+    index = out / "index.html"
+    _render_report(index, records, real_records, levir, summary, cfg).save(index, overwrite=True)
+    return DemoResult(out, index, results_json, seconds, summary)
+
+
+def _run_sequence(seq, cfg: DemoConfig, describer, forecaster, persistence, detect) -> dict[str, Any]:
+    sid = str(seq.meta.get("id", "sequence"))
+    desc = describer([seq], num_beams=cfg.beams)
+    fc = forecaster(seq, seq.future_date, num_samples=cfg.samples, num_inference_steps=cfg.steps, seed=cfg.seed)
+    pers = persistence(seq, seq.future_date)
+    rgb = seq.rgb_bands or (0, 1, 2)
+    truth = _rgb(seq.future_frame, rgb)
+    last, prev = _rgb(seq.frames[-1], rgb), _rgb(seq.frames[-2], rgb)
+    pred = fc.mean[0].numpy()
+    pers_img = pers.mean[0].numpy()
+    detector = detect.detector
+    models = {}
+    for name, img in (("tamms", pred), ("persistence", pers_img)):
+        models[name] = {**image_scores(img, truth),
+                        **temporal_scores(prev, last, img, seq.future_change_mask, detector)}
+    hist_masks = detect(seq).mask.numpy()  # [T-1, H, W]
+    future_mask = detect(last, pred).mask[0].numpy()
+    detection = change_scores(hist_masks, seq.change_masks) if seq.change_masks is not None else None
+    return {
+        "id": sid, "dates": [d.isoformat() for d in seq.dates], "future_date": seq.future_date.isoformat(),
+        "gap_days": float((seq.future_date - seq.dates[-1]).days), "category": seq.meta.get("category"),
+        "scene": seq.scene, "description": desc.texts[0], "references": list(seq.captions),
+        "history": [_rgb(f, rgb) for f in seq.frames], "truth": truth, "forecast": pred,
+        "samples": fc.images[0].numpy(), "spread": None if fc.spread is None else fc.spread[0].numpy(),
+        "persistence": pers_img, "history_masks_pred": hist_masks, "history_masks_true": seq.change_masks,
+        "future_mask_pred": future_mask, "future_mask_true": seq.future_change_mask,
+        "metrics": models, "detection": detection,
+    }
+
+
+def _run_real_series(seq, name: str, cfg: DemoConfig, describer, forecaster, persistence, detect) -> dict[str, Any]:
+    """Forecast the last frame from the earlier ones (the truth we have), describe the whole series."""
+    history = seq.select(range(seq.num_frames - 1))
+    target_date = seq.dates[-1]
+    rgb = seq.rgb_bands or (0, 1, 2)
+    desc = describer([seq], num_beams=cfg.beams)
+    fc = forecaster(history, target_date, num_samples=max(2, cfg.samples // 2), num_inference_steps=cfg.steps,
+                    seed=cfg.seed)
+    pers = persistence(history, target_date)
+    truth = _rgb(seq.frames[-1], rgb)
+    last, prev = _rgb(history.frames[-1], rgb), _rgb(history.frames[-2], rgb)
+    pred, pers_img = fc.mean[0].numpy(), pers.mean[0].numpy()
+    detector = detect.detector
+    true_change = detect(last, truth).mask[0].numpy()  # no exact truth here: the detector on the real pair
+    models = {}
+    for model, img in (("tamms", pred), ("persistence", pers_img)):
+        models[model] = {**image_scores(img, truth), **temporal_scores(prev, last, img, true_change, detector)}
+    return {
+        "id": name, "dates": [d.isoformat() for d in seq.dates], "description": desc.texts[0],
+        "history": [_rgb(f, rgb) for f in history.frames], "truth": truth, "forecast": pred,
+        "spread": None if fc.spread is None else fc.spread[0].numpy(), "persistence": pers_img,
+        "future_mask_pred": detect(last, pred).mask[0].numpy(), "future_mask_true": true_change,
+        "metrics": models, "resampled_from": seq.meta.get("resampled_from"), "size": list(seq.size),
+    }
+
+
+def _summarise(records, real_records, levir, text, cfg: DemoConfig, detector_name: str, forecaster,
+               seconds: float) -> dict[str, Any]:
+    from tamms.metrics.image import lpips_available
+
+    lpips_ok, lpips_reason = lpips_available()
+
+    def per_model(recs, model):
+        rows = [r["metrics"][model] for r in recs if "metrics" in r]
+        return _mean_rows(rows) if rows else {}
+
+    return {
+        "seconds": seconds,
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "settings": {
+            "forecaster": forecaster.model.name, "sampler_steps": cfg.steps, "samples": cfg.samples,
+            "tcs_detector": detector_name, "ssim": "Gaussian 11x11, sigma 1.5, K1 0.01, K2 0.03, data range 1",
+            "gssim": "Sat-JEPA-Diff: Sobel magnitude of grey, min-max normalised, SSIM, mean over scales 1, 0.5, 0.25",
+            "lpips": "AlexNet v0.1" if lpips_ok else lpips_reason,
+            "captions": "COCO caption evaluation definitions (BLEU corpus level, ROUGE-L beta 1.2, CIDEr-D sigma 6)",
+        },
+        "description": text,
+        "forecast_synthetic": {m: per_model(records, m) for m in ("tamms", "persistence")},
+        "forecast_real": {m: per_model(real_records, m) for m in ("tamms", "persistence")},
+        "detection_synthetic": _mean_rows([r["detection"] for r in records if r.get("detection")]) if records else {},
+        "detection_levir": _mean_rows([p["scores"] for p in levir]) if levir else {},
+        "sequences": [{k: r[k] for k in ("id", "dates", "future_date", "gap_days", "category", "description",
+                                          "references", "metrics", "detection") if k in r} for r in records],
+        "real_series": [{k: r[k] for k in ("id", "dates", "description", "metrics", "error") if k in r}
+                        for r in real_records],
+        "levir_pairs": [{"id": p["id"], **p["scores"]} for p in levir],
+    }
+
+
+def _write_json(path: Path, data: dict[str, Any], overwrite: bool) -> None:
+    from tamms.utils import write_text_atomic
+
+    write_text_atomic(path, json.dumps(data, indent=2, default=float), overwrite=overwrite)
+
+
+# ------------------------------------------------------------------------------------------------
+# the report
+# ------------------------------------------------------------------------------------------------
+
+_FORECAST_COLS = ["PSNR", "SSIM", "GSSIM", "LPIPS", "TCS", "SPS", "ACS", "future-change F1"]
+
+
+def _render_report(index: Path, records, real_records, levir, summary, cfg: DemoConfig) -> HtmlReport:
+    rep = HtmlReport("tamms demo — describe, forecast, detect, evaluate")
+    s = summary["settings"]
+    rep.paragraph(
+        f"{len(records)} held-out sequences of the synthetic world ({cfg.frames} frames, {cfg.size}x{cfg.size} px, "
+        f"seed {cfg.seed}), {len(real_records)} real series and {len(levir)} LEVIR-CD pairs; "
+        f"run took {summary['seconds']:.0f} s on this CPU. Forecaster: {s['forecaster']} "
+        f"({s['samples']} samples, {s['sampler_steps']} sampler steps); change detector (also inside TCS): "
+        f"{s['tcs_detector']}."
+    )
+    rep.paragraph(
+        "The synthetic-world numbers measure small models trained on this machine against exact ground truth; "
+        "they are not comparable with the papers' numbers, which come from GPU-sized models on other data "
+        "(see docs/reproduction.md).", css_class="note")
+
+    # headline tables
+    rep.heading("Scores", anchor="scores")
+    t = summary["description"]
+    rep.table(["captions", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D", "mean length", "length gap"],
+              [["describer vs 5 references", t.get("BLEU-4"), t.get("METEOR"), t.get("ROUGE-L"), t.get("CIDEr-D"),
+                t.get("mean_length"), t.get("length_gap")]],
+              caption="Change descriptions on the held-out synthetic sequences (COCO caption evaluation definitions)")
+    for key, label in (("forecast_synthetic", "synthetic (exact truth)"), ("forecast_real", "real series (last frame)")):
+        rows = [[m] + [summary[key][m].get(c) for c in _FORECAST_COLS] for m in summary[key] if summary[key][m]]
+        if rows:
+            rep.table(["forecaster"] + _FORECAST_COLS, rows,
+                      caption=f"Forecasts, {label}; TCS detector: {s['tcs_detector']}; LPIPS: {s['lpips']}")
+    det_rows = []
+    for key, label in (("detection_synthetic", "synthetic, between consecutive frames"),
+                       ("detection_levir", "LEVIR-CD pairs (building change labels)")):
+        if summary[key]:
+            det_rows.append([label] + [summary[key].get(c) for c in ("precision", "recall", "F1", "IoU", "kappa")])
+    if det_rows:
+        rep.table(["change detection (" + s["tcs_detector"] + ")", "precision", "recall", "F1", "IoU", "kappa"],
+                  det_rows, caption="Change detection against the true masks")
+    _plots(rep, records)
+
+    # per sequence
+    rep.heading("Synthetic sequences", anchor="synthetic")
+    for r in records:
+        _sequence_section(rep, r)
+    if real_records:
+        rep.heading("Real series", anchor="real")
+        for r in real_records:
+            if "error" in r:
+                rep.paragraph(f"{r['id']}: could not be read: {r['error']}", css_class="note")
+            else:
+                _sequence_section(rep, r, real=True)
+    if levir:
+        rep.heading("LEVIR-CD change detection", anchor="levir")
+        for p in levir:
+            after = fig.to_display_rgb(p["after"])
+            imgs = [fig.to_display_rgb(p["before"]), after, fig.change_overlay(after, p["truth"]),
+                    fig.change_overlay(after, p["pred"])]
+            rep.image(fig.labelled_strip(imgs, ["before", "after", "true change", "detected"]),
+                      f"{p['id']}: F1 {p['scores']['F1']:.3f}, IoU {p['scores']['IoU']:.3f}")
+    return rep
+
+
+def _sequence_section(rep: HtmlReport, r: dict[str, Any], real: bool = False) -> None:
+    rep.heading(f"{r['id']}" + (f" — {r['category']}" if r.get("category") else ""), level=3)
+    dates = r["dates"][: len(r["history"])]
+    tiles = [fig.to_display_rgb(h, stretch=real) for h in r["history"]]
+    labels = list(dates)
+    rep.image(fig.labelled_strip(tiles, labels), "history with dates")
+    rep.text_box("description:", r["description"], r.get("references", []))
+    target_date = r.get("future_date") or r["dates"][-1]
+    imgs = [fig.to_display_rgb(r["truth"], stretch=real), fig.to_display_rgb(r["forecast"], stretch=real),
+            fig.to_display_rgb(r["persistence"], stretch=real)]
+    labels = [f"truth {target_date}", "TAMMs forecast (mean)", "persistence"]
+    if r.get("spread") is not None:
+        imgs.append(fig.heatmap(r["spread"]))
+        labels.append("spread (std over samples)")
+    m = r["metrics"]
+    rep.image(fig.labelled_strip(imgs, labels),
+              f"forecast for {target_date}: TAMMs PSNR {m['tamms']['PSNR']:.2f} / TCS {m['tamms']['TCS']:.3f}; "
+              f"persistence PSNR {m['persistence']['PSNR']:.2f} / TCS {m['persistence']['TCS']:.3f}")
+    last = fig.to_display_rgb(r["history"][-1], stretch=real)
+    truth_img = fig.to_display_rgb(r["truth"], stretch=real)
+    over = [fig.change_overlay(truth_img, r["future_mask_true"]),
+            fig.change_overlay(fig.to_display_rgb(r["forecast"], stretch=real), r["future_mask_pred"])]
+    over_labels = ["true future change" if not real else "detected real change", "change in the forecast"]
+    if r.get("history_masks_pred") is not None:
+        over = [fig.change_overlay(last, r["history_masks_true"][-1]), fig.change_overlay(last, r["history_masks_pred"][-1])] + over
+        over_labels = ["true last change", "detected last change"] + over_labels
+    rep.image(fig.labelled_strip(over, over_labels), "changes (tinted)")
+
+
+def _plots(rep: HtmlReport, records) -> None:
+    if not records:
+        return
+    gaps = [r["gap_days"] for r in records]
+    for metric in ("PSNR", "TCS"):
+        series = {m: (gaps, [r["metrics"][m][metric] for r in records]) for m in ("tamms", "persistence")}
+        rep.image(fig.line_plot(series, "days from the last frame to the forecast date", metric,
+                                title=f"{metric} vs time gap"), f"{metric} against the forecast horizon")
+    comps = ["SPS", "ACS", "TCS"]
+    values = {m: [float(np.mean([r["metrics"][m][c] for r in records])) for c in comps] for m in ("tamms", "persistence")}
+    rep.image(fig.grouped_bars(comps, values, "score", title="TCS components (mean)"), "TCS = SPS x ACS per sequence, then mean")
