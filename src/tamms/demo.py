@@ -59,16 +59,19 @@ class DemoResult:
 
 
 def held_out_sequences(cfg: DemoConfig) -> list:
-    """The first `n_sequences` synthetic sequences whose id falls in the test split."""
+    """`n_sequences` synthetic sequences of the test split, one per kind of event before any repeats."""
     from tamms.data.synthetic import SyntheticWorldConfig, generate_sequence, split_of
 
     world = SyntheticWorldConfig(size=cfg.size, frames=cfg.frames)
-    chosen, index = [], 0
-    while len(chosen) < cfg.n_sequences:
+    chosen, spare, seen, index = [], [], set(), 0
+    while len(chosen) < cfg.n_sequences and (index < 400 or len(chosen) + len(spare) < cfg.n_sequences):
         if split_of(f"syn_{index:06d}") == "test":
-            chosen.append(generate_sequence(index, world, seed=cfg.seed))
+            seq = generate_sequence(index, world, seed=cfg.seed)
+            category = seq.meta.get("category")
+            (spare if category in seen else chosen).append(seq)
+            seen.add(category)
         index += 1
-    return chosen
+    return (chosen + spare)[: cfg.n_sequences]
 
 
 def find_real_data(data_dir: Path | None, cfg: DemoConfig) -> tuple[list, list]:

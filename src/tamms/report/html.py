@@ -34,6 +34,15 @@ code { background: #f3f5f7; padding: 0 .25em; border-radius: 3px; }
 """
 
 
+# Marks <body data-images-loaded="ok/total"> once the page has loaded, so a headless browser can
+# check that every embedded picture decodes.
+_IMAGE_CHECK = (
+    "window.addEventListener('load',function(){var im=document.images,ok=0;"
+    "for(var i=0;i<im.length;i++){if(im[i].complete&&im[i].naturalWidth>0)ok++;}"
+    "document.body.setAttribute('data-images-loaded',ok+'/'+im.length);});"
+)
+
+
 @dataclass
 class HtmlReport:
     title: str
@@ -82,7 +91,7 @@ class HtmlReport:
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{html.escape(self.title)}</title>"
             f"<style>{_CSS}</style></head><body><h1>{html.escape(self.title)}</h1>"
-            f"<p class=\"refs\">made by tamms on {stamp}</p>\n{body}\n</body></html>\n"
+            f"<p class=\"refs\">made by tamms on {stamp}</p>\n{body}\n<script>{_IMAGE_CHECK}</script></body></html>\n"
         )
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:

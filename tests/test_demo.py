@@ -1,0 +1,76 @@
+"""`tamms demo` end to end on a tiny configuration, and the report rendered in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from tests.conftest import SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    from tamms.demo import DemoConfig, run_demo
+    from tamms.utils import default_weights
+
+    if not (default_weights("describer") / "config.json").exists():
+        pytest.skip("the shipped describer weights are missing")
+    out = tmp_path_factory.mktemp("demo")
+    cfg = DemoConfig(n_sequences=2, samples=2, steps=2, max_real_series=1, max_levir_pairs=1, real_size=64)
+    data = SHARED_DATA if SHARED_DATA.is_dir() else None
+    return run_demo(out, data_dir=data, config=cfg, progress=False), data
+
+
+def test_demo_writes_report_and_sane_numbers(demo_run):
+    result, data = demo_run
+    assert result.index_html.is_file() and result.results_json.is_file()
+    summary = json.loads(result.results_json.read_text())
+    assert len(summary["sequences"]) == 2
+    for model in ("tamms", "persistence"):
+        row = summary["forecast_synthetic"][model]
+        assert 5 < row["PSNR"] < 60 and 0 <= row["SSIM"] <= 1 and 0 <= row["GSSIM"] <= 1
+        assert 0 <= row["TCS"] <= 1 and 0 <= row["SPS"] <= 1 and 0 <= row["ACS"] <= 1
+        assert 0 <= row["future-change F1"] <= 1
+    # persistence repeats the last frame: its forecast changes nothing, so its TCS is 1 only where history has no change
+    for seq in summary["sequences"]:
+        assert seq["description"].strip()
+        assert len(seq["references"]) == 5
+    text = summary["description"]
+    assert 0 <= text["BLEU-4"] <= 1 and text["CIDEr-D"] >= 0 and text["mean_length"] > 0
+    assert summary["settings"]["tcs_detector"]
+    html = result.index_html.read_text()
+    assert html.count("<img ") >= 2 * 4  # history, forecast, change strips per sequence + plots
+    assert summary["settings"]["tcs_detector"] in html
+    if data is not None:
+        assert summary["real_series"] and summary["levir_pairs"]
+
+
+def test_demo_refuses_to_overwrite(demo_run):
+    from tamms.demo import DemoConfig, run_demo
+    from tamms.errors import OutputExistsError
+
+    result, _ = demo_run
+    before = result.index_html.read_text()
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        run_demo(result.out_dir, config=DemoConfig(n_sequences=1), progress=False)
+    assert result.index_html.read_text() == before
+
+
+def test_report_images_load_in_headless_chromium(demo_run):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("headless Chromium is not installed (.ci/run installs Debian's chromium)")
+    result, _ = demo_run
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={result.out_dir / '.chromium'}", "--virtual-time-budget=5000", "--dump-dom",
+           result.index_html.as_uri()]
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    found = re.search(r'data-images-loaded="(\d+)/(\d+)"', dom)
+    assert found, "the report's load check did not run in Chromium"
+    ok, total = int(found.group(1)), int(found.group(2))
+    assert total >= 8 and ok == total
