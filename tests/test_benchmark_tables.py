@@ -1,0 +1,41 @@
+"""`tamms benchmark` lays our results out in the papers' tables, theirs marked as theirs."""
+
+import json
+
+import pytest
+
+from tamms.benchmark import build_tables, run_benchmarks, tables_markdown
+from tamms.errors import InputError
+from tamms.report.paper_numbers import TAMMS_TABLE1
+
+
+def _write(folder, name, data):
+    (folder / name).write_text(json.dumps(data))
+
+
+def test_tables_take_our_numbers_from_each_benchmark(tmp_path):
+    _write(tmp_path, "describe_quality.json", {"command": "describe cmd", "rows": [
+        {"model": "TAMMs-small default (greedy)", "BLEU-4": 0.5, "METEOR": 0.4, "ROUGE-L": 0.6, "CIDEr-D": 2.5},
+        {"model": "NN retrieval baseline", "BLEU-4": 0.2, "METEOR": 0.2, "ROUGE-L": 0.4, "CIDEr-D": 1.0},
+        {"model": "w/o PTE (ablation)", "BLEU-4": 0.45, "METEOR": 0.3, "ROUGE-L": 0.5, "CIDEr-D": 2.0}]})
+    _write(tmp_path, "forecast_quality.json", {"command": "forecast cmd", "detector": "siamese", "metrics": {
+        "tamms": {"synthetic": {"PSNR": 24.0, "SSIM": 0.8, "LPIPS": None, "TCS": 0.6, "GSSIM": 0.7}},
+        "persistence": {"synthetic": {"PSNR": 22.0, "SSIM": 0.81, "LPIPS": None, "TCS": 0.1, "GSSIM": 0.71}}}})
+    _write(tmp_path, "jepa_forecast.json", {"command": "jepa cmd", "rows": [
+        {"model": "satjepa", "L1": 0.07, "MSE": 0.01, "PSNR": 20.4, "SSIM": 0.57, "GSSIM": 0.49}]})
+    t = build_tables([tmp_path])
+    ours1 = dict(t["tamms_table1"]["ours"])
+    assert ours1["TAMMs-small (ours)"] == [0.5, 0.4, 0.6, 2.5, 24.0, 0.8, None, 0.6]
+    assert ours1["NN retrieval captioner (ours, baseline)"][3] == 1.0
+    assert dict(t["tamms_table2"]["ours"])["w/o PTE (ours)"][3] == 2.0
+    sat = dict(t["satjepa_table"]["ours"])
+    assert sat["Sat-JEPA-Diff coarse RGB (ours)"][:5] == [0.07, 0.01, 20.4, 0.57, 0.49]
+    assert sat["Default / persistence (ours)"][2] == 22.0  # from the forecast benchmark when jepa lacks the row
+    assert dict(t["tamms_table1"]["theirs"])["TAMMs"] == TAMMS_TABLE1["TAMMs"]
+    md = tables_markdown(t)
+    assert "*TAMMs (paper)*" in md and "forecast cmd" in md and "siamese" in md
+
+
+def test_unknown_part_is_a_clear_error(tmp_path):
+    with pytest.raises(InputError, match="choose from"):
+        run_benchmarks(tmp_path, parts=["nope"])
