@@ -74,3 +74,17 @@ def test_report_images_load_in_headless_chromium(demo_run):
     assert found, "the report's load check did not run in Chromium"
     ok, total = int(found.group(1)), int(found.group(2))
     assert total >= 8 and ok == total
+
+
+def test_demo_train_retrains_every_model_from_scratch(tmp_path):
+    """`--train` at 1% of the shipped training: the report is built from freshly trained weights."""
+    from tamms.demo import DemoConfig, run_demo
+
+    cfg = DemoConfig(n_sequences=1, samples=1, steps=1, train=True, train_scale=0.01)
+    result = run_demo(tmp_path / "demo", config=cfg, progress=False)
+    weights = tmp_path / "demo" / "weights"
+    for name in ("describer", "siamese", "forecast"):
+        assert any((weights / name).rglob("*.safetensors")), f"{name} was not trained"
+    settings = result.summary["settings"]
+    assert settings["tcs_detector"].startswith("siamese:")  # the retrained detector, named by its folder
+    assert result.index_html.is_file()
