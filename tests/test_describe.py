@@ -117,7 +117,7 @@ def test_tiny_model_overfits_a_handful_of_sequences(tmp_path):
     cfg = {"model": {"vision": {"image_size": 32, "grid": 2, "channels": [16, 32]},
                      "language": {"hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_size": 128}},
            "data": {"levir_cc": None, "tokenizer_vocab": 300},
-           "train": {"batch_size": 4, "max_steps": 90, "lr": 5e-3, "warmup_steps": 5, "scene_prob": 0.0,
+           "train": {"batch_size": 4, "max_steps": 70, "lr": 6e-3, "warmup_steps": 5, "scene_prob": 0.0,
                      "frame_drop": 0.0, "val_every": 1000}}
     summary = train_describer(cfg, tmp_path / "m", train_inputs=inputs, progress=False)
     model = summary["task"].model.eval()
@@ -240,3 +240,18 @@ def test_cli_describe_on_a_synthetic_sequence_folder(tokenizer, tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["describe", str(tmp_path / "missing")])
     assert exc.value.code == 2
+
+
+def test_shipped_weights_describe_a_synthetic_sequence():
+    from tamms.data.synthetic import SyntheticWorldConfig, generate_sequence
+    from tamms.utils import default_weights
+
+    if not (default_weights("describer") / "model.safetensors").exists():
+        pytest.skip("shipped describer weights not present")
+    pipe = DescribePipeline.from_pretrained()
+    seq = generate_sequence(7, SyntheticWorldConfig(size=64, frames=4), seed=5)
+    out = pipe([seq])
+    assert out.texts[0].strip() and out.semantic.shape == (1, pipe.model.hidden_size)
+    assert out.dates[0][0] == seq.dates[0].isoformat() and out.dates[0][-1] == seq.dates[-1].isoformat()
+    generated = pipe([seq], use_data_scene=False)  # scene written by the model first (CTP)
+    assert generated.scenes[0].strip() and generated.texts[0].strip()

@@ -50,6 +50,7 @@ class DescribeTrainConfig:
     strategy: str = "auto"  # "ddp_spawn" for several CPU processes
     num_workers: int = 0
     save_dtype: str = "float32"  # "float16" for the shipped weights (half the size)
+    vision_lr_mult: float = 1.0  # learning-rate factor of vision tower + projector
     init_from: str | None = None  # continue from a saved describer folder (its model config and tokenizer are kept)
 
 
@@ -133,11 +134,16 @@ class DescribeTask(L.LightningModule):
         self.log("val/loss_text", logs["loss_text"], prog_bar=True, batch_size=n, sync_dist=True)
 
     def configure_optimizers(self):
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        decay = [p for p in params if p.ndim >= 2]
-        no_decay = [p for p in params if p.ndim < 2]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.cfg.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=self.cfg.lr)
+        visual = ("vision.", "projector.", "visual_pos")
+        groups: dict[tuple[bool, bool], list] = {}
+        for name, p in self.model.named_parameters():
+            if p.requires_grad:
+                groups.setdefault((p.ndim >= 2, name.startswith(visual)), []).append(p)
+        # the visual path learns slowest from the LM's gradient alone: `vision_lr_mult` speeds it up
+        opt = torch.optim.AdamW([
+            {"params": ps, "weight_decay": self.cfg.weight_decay if decay else 0.0,
+             "lr": self.cfg.lr * (self.cfg.vision_lr_mult if is_visual else 1.0)}
+            for (decay, is_visual), ps in groups.items()], lr=self.cfg.lr)
         warm, total = self.cfg.warmup_steps, max(self.cfg.max_steps, 1)
         # with a wall-clock cap on one process, the cosine follows whichever runs out first, steps or time
         # (not under DDP: ranks' clocks differ and their learning rates must not)
@@ -288,6 +294,9 @@ def train_describer(config: dict[str, Any] | str | Path, output: str | Path | No
     if val_inputs:
         val_ds = DescribeDataset(val_inputs, model_cfg.use_ctp, train=False)
         val_loader = DataLoader(val_ds, batch_size=train_cfg.batch_size, collate_fn=collate_describe)
+    n_train = len(train_inputs)
+    del train_inputs, val_inputs  # the datasets keep uint8 copies; free the float32 frames
+    splits = None
 
     strategy: Any = train_cfg.strategy
     if train_cfg.devices > 1 and strategy in ("auto", "ddp", "ddp_spawn"):
@@ -311,7 +320,7 @@ def train_describer(config: dict[str, Any] | str | Path, output: str | Path | No
     trainer.fit(task, loader, val_loader)
     minutes = (time.time() - start) / 60
     summary = {
-        "steps": int(trainer.global_step), "minutes": round(minutes, 2), "train_sequences": len(train_inputs),
+        "steps": int(trainer.global_step), "minutes": round(minutes, 2), "train_sequences": n_train,
         "levir_cc_captions": len(levir), "parameters": sum(p.numel() for p in model.parameters()),
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "final": {k: float(v) for k, v in trainer.callback_metrics.items()},
