@@ -59,6 +59,7 @@ def make_scheduler(name: str, forecaster):
     raise InputError(f"unknown sampler {name!r}: choose ddim or dpm")
 
 
+@torch.no_grad()
 def sample_sfci(forecaster, history: torch.Tensor, history_days: torch.Tensor, target_days: torch.Tensor,
                 num_samples: int = 1, num_inference_steps: int = 20, noise: torch.Tensor | None = None,
                 generator: torch.Generator | None = None, semantic: torch.Tensor | None = None,
