@@ -84,7 +84,8 @@ def test_evaluate_forecasts(levir_pngs, tmp_path, capsys):
 
     out = tmp_path / "f.json"
     code, stdout, err = run(["evaluate", "forecasts", "--pred", str(levir_pngs / "pred"), "--target",
-                             str(levir_pngs / "target"), "--history", str(levir_pngs / "hist"), "--json", str(out)],
+                             str(levir_pngs / "target"), "--history", str(levir_pngs / "hist"), "--json", str(out),
+                             "--detector", "cva"],
                             capsys)
     assert code == 0, err
     assert "TCS" in stdout and "cva-otsu" in stdout
@@ -97,7 +98,9 @@ def test_evaluate_forecasts(levir_pngs, tmp_path, capsys):
     pred, target, last, prev = load("pred"), load("target"), load("hist/last"), load("hist/prev")
     assert result["scores"]["PSNR"] == pytest.approx(float(im.psnr(pred, target)), abs=1e-4)
     assert result["scores"]["SSIM"] == pytest.approx(float(im.ssim(pred, target)), abs=1e-5)
-    assert result["scores"]["TCS"] == pytest.approx(tcs(prev, last, pred)["TCS"], abs=1e-9)
+    from tamms.models.change.cva import CVADetector
+
+    assert result["scores"]["TCS"] == pytest.approx(tcs(prev, last, pred, CVADetector())["TCS"], abs=1e-9)
     assert result["settings"]["detector"] == "cva-otsu"
     assert 0 <= result["scores"]["future_change_F1"] <= 1
     assert result["scores"]["LPIPS"] is None or result["scores"]["LPIPS"] >= 0

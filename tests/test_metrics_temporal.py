@@ -147,3 +147,16 @@ def test_remove_small_regions_uses_8_connectivity():
     m[5, 5] = True
     kept = remove_small_regions(m, 3)
     assert kept[0, 0] and kept[2, 2] and not kept[5, 5]
+
+
+def test_tcs_default_detector_is_the_best_trained_one():
+    """Without a detector, TCS uses the detector trained here (issue: the best detector becomes C), and says so."""
+    from tamms.models.change.registry import DEFAULT_DETECTOR
+    from tamms.metrics.temporal import tcs
+    from tamms.utils import default_weights
+
+    if not (default_weights(DEFAULT_DETECTOR) / "model.safetensors").is_file():
+        pytest.skip("no trained detector weights installed")
+    g = torch.Generator().manual_seed(0)
+    a, b, c = (torch.rand(1, 3, 32, 32, generator=g) for _ in range(3))
+    assert tcs(a, b, c)["detector"] == DEFAULT_DETECTOR

@@ -83,10 +83,18 @@ def tcs_from_masks(m_hist: Tensor, m_pred: Tensor, sigma: float = SIGMA, beta: f
 
 
 def _default_detector(detector):
+    """None -> the best detector trained here (`default_detector()`, named in every result); the classical
+    CVA + Otsu detector only where no trained weights are installed."""
     if detector is None:
-        from tamms.models.change.cva import CVADetector
+        from tamms.errors import MissingWeightsError
+        from tamms.models.change.registry import default_detector
 
-        return CVADetector()
+        try:
+            return default_detector()
+        except MissingWeightsError:
+            from tamms.models.change.cva import CVADetector
+
+            return CVADetector()
     if not hasattr(detector, "detect") or not hasattr(detector, "name"):
         raise InputError(f"{detector!r} is not a ChangeDetector (needs .name and .detect(a, b))")
     return detector
