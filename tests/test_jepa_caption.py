@@ -183,3 +183,19 @@ def test_forecast_registry_adapter_runs_in_the_forecast_pipeline(tmp_path):
                num_inference_steps=2)
     assert out.images.shape == (1, 2, 3, 32, 32)
     assert len(out.trajectory) == 2  # a two-date rollout fed the first forecast back
+
+
+def test_caption_variant_through_forecast_pipeline_with_shipped_weights():
+    """`tamms forecast --model satjepa-caption`: the description model captions the history (>= 2 frames)."""
+    from tamms.data.synthetic import SyntheticWorldConfig, generate_sequence
+    from tamms.pipelines.forecast import ForecastPipeline
+    from tamms.utils import default_weights
+
+    for name in ("satjepa-caption", "describer"):
+        if not (default_weights(name) / "config.json").is_file():
+            pytest.skip(f"shipped {name} weights missing")
+    seq = generate_sequence(3, SyntheticWorldConfig(size=64, frames=3))
+    pipe = ForecastPipeline.from_pretrained("satjepa-caption")
+    assert pipe.model.history == 2
+    out = pipe(seq, seq.future_date, num_inference_steps=2)
+    assert tuple(out.mean.shape) == (1, 3, 64, 64) and 0 <= float(out.mean.min()) <= float(out.mean.max()) <= 1

@@ -329,6 +329,8 @@ class SatJEPAForecastModel:
         self.channels = pipeline.model.config.ijepa.in_channels
         self.tile_size = pipeline.model.config.ijepa.image_size
         self.describer = describer
+        if pipeline.variant == "caption":
+            self.history = 2  # the description model reads change between at least two dated frames
 
     def _captions(self, history: torch.Tensor, history_days: torch.Tensor):
         from tamms.data.sequence import SitsSequence, from_days
