@@ -152,6 +152,9 @@ def build_tables(sources: list[Path], quick: bool = False) -> dict[str, Any]:
             "theirs: the papers' GPU models on their own datasets. Compare rows within ours; read theirs as context.",
             f"TCS detector: {forecast.get('detector', 'see forecast_quality.json')}; LPIPS/FID need their standard "
             "weight files in the torch hub cache (never downloaded) and are blank where absent.",
+            f"Sat-JEPA-Diff table: rows come from jepa_forecast.json ({jepa.get('split', {}).get('n', '?') if isinstance(jepa.get('split'), dict) else jepa.get('split', '?')} "
+            f"test sequences) where it has them, else from forecast_quality.json ({forecast.get('counts', {}).get('synthetic', '?')} "
+            "test sequences of the same split); L1/MSE are blank where a benchmark did not record them.",
         ],
         "tamms_table1": {"columns": paper.TAMMS_COLUMNS, "ours": table1, "theirs": list(paper.TAMMS_TABLE1.items())},
         "tamms_table2": {"columns": paper.TAMMS_COLUMNS, "ours": table2, "theirs": list(paper.TAMMS_TABLE2.items())},

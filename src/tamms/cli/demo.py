@@ -45,12 +45,14 @@ def benchmark(
     quick: bool = typer.Option(False, "--quick", help="Small splits and few steps: fits in about 10 minutes."),
     only: Optional[str] = typer.Option(None, "--only", help="Comma-separated subset: describe,forecast,detect,jepa."),
     data: Optional[Path] = typer.Option(None, "--data", help="Folder of real data (default ../shared/data if present)."),
+    tables_only: bool = typer.Option(False, "--tables-only", help="Do not run the benchmarks: rebuild the tables "
+                                     "from the results already in --out and benchmarks/results."),
 ) -> None:
     """Run the quality benchmarks and write the tables that mirror TAMMs tables 1-2 and the Sat-JEPA-Diff table."""
     from tamms.benchmark import run_benchmarks
 
     parts = [p.strip() for p in only.split(",")] if only else None
-    result = run_benchmarks(out, quick=quick, parts=parts, data_dir=data)
+    result = run_benchmarks(out, quick=quick, parts=parts, data_dir=data, run=not tables_only)
     for path in result.written:
         typer.echo(f"wrote {path}")
 
