@@ -44,3 +44,24 @@ def write_text_atomic(path: str | os.PathLike, text: str, overwrite: bool = Fals
 def default_weights(name: str) -> Path:
     """Folder of the weights shipped with the package for model `name` (config.json + model.safetensors)."""
     return WEIGHTS_DIR / name
+
+
+def read_config(path: str | os.PathLike, example: str, what: str = "a mapping of settings") -> dict:
+    """A training config from YAML (.yaml/.yml) or JSON; `example` names a shipped config to copy from."""
+    import json
+
+    from tamms.errors import ConfigError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found: give a YAML or JSON file (see {example})")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        cfg = yaml.safe_load(text)
+    else:
+        cfg = json.loads(text)
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{path} must hold {what}")
+    return cfg

@@ -89,11 +89,7 @@ def labelled_strip(images: Sequence[np.ndarray], labels: Sequence[str], title: s
         ax.set_xlabel(label, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return _png_of(fig)
 
 
 def line_plot(series: dict[str, tuple[Sequence[float], Sequence[float]]], xlabel: str, ylabel: str,
@@ -114,11 +110,7 @@ def line_plot(series: dict[str, tuple[Sequence[float], Sequence[float]]], xlabel
         ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return _png_of(fig)
 
 
 def grouped_bars(groups: Sequence[str], values: dict[str, Sequence[float]], ylabel: str,
@@ -141,6 +133,13 @@ def grouped_bars(groups: Sequence[str], values: dict[str, Sequence[float]], ylab
         ax.set_title(title, fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
+    return _png_of(fig)
+
+
+def _png_of(fig) -> bytes:
+    """Lay out, render to PNG bytes and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)

@@ -179,19 +179,9 @@ DEFAULT_LEVIR_CC = Path(__file__).resolve().parents[3].parent / "shared" / "data
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} not found: give a YAML or JSON file (see src/tamms/configs/describe.yaml)")
-    text = path.read_text()
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
+    from tamms.utils import read_config
 
-        cfg = yaml.safe_load(text)
-    else:
-        cfg = json.loads(text)
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"{path} must hold a mapping with keys model, data, train, output")
-    return cfg
+    return read_config(path, "src/tamms/configs/describe.yaml", "a mapping with keys model, data, train, output")
 
 
 def synthetic_inputs(data_cfg: dict[str, Any], image_size: int, max_frames: int) -> dict[str, list[DescriberInput]]:

@@ -12,7 +12,6 @@ One LightningModule per task; networks live in `tamms.models`. `train_forecast(c
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -343,19 +342,9 @@ class BaselineTask(L.LightningModule):
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"config file {path} not found: give a YAML or JSON file (see src/tamms/configs/forecast.yaml)")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
+    from tamms.utils import read_config
 
-        cfg = yaml.safe_load(text)
-    else:
-        cfg = json.loads(text)
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"{path} must hold a mapping of settings")
-    return cfg
+    return read_config(path, "src/tamms/configs/forecast.yaml", "a mapping of settings")
 
 
 class _Timer(L.Callback):
