@@ -430,3 +430,48 @@ class WeightHash(_L.Callback):
     def on_train_end(self, trainer, pl_module):
         end = self._digest(pl_module)
         Path(self.folder, f"rank{trainer.global_rank}.txt").write_text(f"{end} {self.start} {end}")
+
+
+def test_ablation_retrains_stages_2_and_3_from_the_shared_stage_1(tmp_path):
+    """TAMMs table 2: `--ablation no-text` trains its own stages 2-3 from stage 1; the full model is untouched."""
+    from safetensors.torch import load_file
+
+    from tamms.errors import ConfigError, MissingWeightsError
+    from tamms.models.registry import load_forecast_model
+    from tamms.tasks.forecast import train_forecast
+
+    section = {"steps": 2, "batch_size": 4, "lr": 1e-2}
+    cfg = {"seed": 0, "history": 3, "prediction_type": "sample", "crop": 16, "unet": TINY_UNET,
+           "ecm": {**TINY_ECM, "semantic_dim": 192, "text_dim": 192},  # the shipped describer's sizes
+           "data": {"synthetic": {"n": 10, "size": 32, "frames": 4, "seed": 0, "split": None}},
+           "unet_pretrain": section, "stage1": section, "stage2": section, "stage3": section}
+    out = tmp_path / "fc"
+    with pytest.raises(ConfigError, match="share the stage-1 ECM"):
+        train_forecast({**cfg, "ablation": "no-text"}, 1, out)
+    train_forecast(cfg, 0, out)
+    with pytest.raises(MissingWeightsError, match="run --stage 1 first"):
+        train_forecast({**cfg, "ablation": "no-text"}, 2, out)
+    train_forecast(cfg, 1, out)
+    with pytest.raises(MissingWeightsError, match="--stage 2 --ablation no-text first"):
+        train_forecast({**cfg, "ablation": "no-text"}, 3, out)
+    with pytest.raises(ConfigError, match="unknown ablation"):
+        train_forecast({**cfg, "ablation": "no-pte"}, 2, out)
+    for stage in (2, 3):
+        train_forecast({**cfg, "ablation": "no-text"}, stage, out)
+    assert (out / "ecm_stage3-no-text.safetensors").is_file() and not (out / "ecm_stage2.safetensors").exists()
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["ecm"]["use_text"] is True  # the config describes the full model
+    assert saved["stages"]["3-no-text"] == "ecm_stage3-no-text.safetensors"
+
+    model = load_forecast_model("tamms-no-text", out)
+    assert not model.uses_text and model.uses_semantic
+    retrained = load_file(str(out / "ecm_stage3-no-text.safetensors"))
+    stage1 = load_file(str(out / "ecm_stage1.safetensors"))
+    state = model.model.ecm.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in retrained.items())
+    changed = [k for k in retrained if not torch.equal(retrained[k], stage1[k])]
+    assert changed and all(".semantic." in k or ".temporal." in k or "text_adapter" in k for k in changed)
+    # an ablation that was never retrained: the full model's latest ECM, the part switched off, a warning
+    with pytest.warns(UserWarning, match="no retrained no-semantic ECM"):
+        fallback = load_forecast_model("tamms-no-semantic", out)
+    assert not fallback.uses_semantic

@@ -29,7 +29,8 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
                                             "(default: the weights' setting, 2 for the shipped ones)."),
         seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same forecast."),
         model: str = typer.Option("tamms", "--model", help="tamms, tamms-no-semantic, tamms-no-text, "
-                                                           "tamms-base-control, persistence, linear-trend, simvp, convlstm"),
+                                                           "tamms-base-control, persistence, linear-trend, simvp, "
+                                                           "convlstm, satjepa, satjepa-caption"),
         weights: Optional[Path] = typer.Option(None, "--weights", help="Weights folder (default: the shipped ones)."),
         sampler: str = typer.Option("ddim", "--sampler", help="ddim | dpm (DPM-Solver++)."),
         strength: Optional[float] = typer.Option(None, "--strength", help="Diffusion models: 1 = start from pure "
@@ -80,11 +81,15 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
         out: Optional[Path] = typer.Option(None, "--out", help="Weights folder (default: the config's output_dir)."),
         steps: Optional[int] = typer.Option(None, "--steps", help="Override the number of optimiser steps."),
         devices: Optional[int] = typer.Option(None, "--devices", help="CPU processes (DDP with gloo when > 1)."),
+        ablation: Optional[str] = typer.Option(None, "--ablation", help="Stages 2-3 of an ablation (TAMMs table 2): "
+                                               "no-semantic | no-text, from the shared stage-1 ECM."),
     ) -> None:
         """Train the forecaster (staged as TAMMs A.5/A.8) or a baseline (config key `baseline`)."""
         from tamms.tasks.forecast import load_config, train_forecast
 
         cfg = load_config(config)
+        if ablation is not None:
+            cfg["ablation"] = ablation
         if steps is not None:
             key = "baseline" if cfg.get("baseline") else ("unet_pretrain" if stage == 0 else f"stage{stage}")
             cfg.setdefault(key, {})["steps"] = steps

@@ -5,9 +5,11 @@ returns a `ForecastModel`. Add a model with one line (`FORECAST_MODELS["satjepa"
 `register_forecast_model`. Names:
 
   tamms                 frozen U-Net + full ECM (structural + semantic fusion + text + temporal), stage 3
-  tamms-no-semantic     the same weights, semantic fusion switched off (TAMMs table 2 "w/o Semantic Fusion")
-  tamms-no-text         the same weights, text guidance switched off ("w/o Text Guidance")
+  tamms-no-semantic     stages 2-3 retrained with semantic fusion off (TAMMs table 2 "w/o Semantic Fusion")
+  tamms-no-text         stages 2-3 retrained with text guidance off ("w/o Text Guidance")
   tamms-base-control    the stage-1 ECM: structural path only ("Base Control Block")
+  (an ablation whose retrained file `ecm_stage3-<variant>.safetensors` is missing from a weights folder
+  falls back to the full model's ECM with that part switched off at inference, and says so)
   persistence           copy the last frame
   linear-trend          per-pixel least-squares line over the history, at the target date
   simvp, convlstm       learned deterministic baselines (weights in weights/forecast_<name>/)
@@ -26,6 +28,15 @@ from tamms.errors import ConfigError, MissingWeightsError
 from tamms.utils import default_weights
 
 DEFAULT_SFCI_FOLDER = "forecast"
+# ECM ablations retrained from the shared stage-1 ECM (TAMMs table 2): variant -> ECMConfig overrides
+ECM_VARIANTS: dict[str, dict[str, bool]] = {"no-semantic": {"use_semantic": False}, "no-text": {"use_text": False}}
+
+
+def ecm_filename(stage: int, variant: str | None = None) -> str:
+    """`ecm_stage3.safetensors`, or `ecm_stage3-no-text.safetensors` for an ablation's stages 2-3."""
+    if variant is not None and variant not in ECM_VARIANTS:
+        raise ConfigError(f"unknown ablation {variant!r}: choose one of {sorted(ECM_VARIANTS)}")
+    return f"ecm_stage{stage}" + (f"-{variant}" if variant and stage >= 2 else "") + ".safetensors"
 
 
 class ForecastModel:
@@ -157,32 +168,46 @@ def load_sfci(folder: str | Path, cfg: dict[str, Any] | None = None, ecm_file: s
     return forecaster
 
 
-def save_sfci(forecaster, folder: str | Path, cfg: dict[str, Any], stage: int) -> Path:
-    """Write `ecm_stage{stage}.safetensors` and `config.json` (the U-Net stays in `unet/`)."""
+def save_sfci(forecaster, folder: str | Path, cfg: dict[str, Any], stage: int, variant: str | None = None) -> Path:
+    """Write `ecm_stage{stage}[-variant].safetensors` and `config.json` (the U-Net stays in `unet/`)."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"ecm_stage{stage}.safetensors"
+    path = folder / ecm_filename(stage, variant)
     save_file({k: v.detach().contiguous() for k, v in forecaster.ecm.state_dict().items()}, str(path))
     keep = {k: cfg[k] for k in ("history", "prediction_type", "ecm", "unet", "crop", "sampling") if k in cfg}
     keep["ecm"] = forecaster.ecm.cfg.to_dict()
+    # the config describes the full model; an ablation's switches live in its file name only
+    keep["ecm"].update({k: True for k in ECM_VARIANTS.get(variant or "", {})})
     keep.setdefault("stages", {})
     old = folder / "config.json"
     if old.exists():
         keep["stages"] = json.loads(old.read_text()).get("stages", {})
-    keep["stages"][str(stage)] = path.name
+    keep["stages"][str(stage) + (f"-{variant}" if variant and stage >= 2 else "")] = path.name
     (folder / "config.json").write_text(json.dumps(keep, indent=1))
     return path
 
 
 def load_tamms(weights: str | Path | None = None, stage: int | None = None, scheduler: str = "ddim",
-               name: str = "tamms", strength: float | None = None, **ecm_overrides: Any) -> SFCIForecastModel:
-    """strength: where sampling starts (1 = pure noise); default: the weights' config `sampling.strength`."""
+               name: str = "tamms", strength: float | None = None, variant: str | None = None,
+               **ecm_overrides: Any) -> SFCIForecastModel:
+    """strength: where sampling starts (1 = pure noise); default: the weights' config `sampling.strength`.
+    variant: an ablation of ECM_VARIANTS, loaded from its retrained ECM file when the folder has one."""
     folder = _resolve(weights, DEFAULT_SFCI_FOLDER)
+    if variant is not None:
+        ecm_overrides = {**ECM_VARIANTS[variant], **ecm_overrides}
+        retrained = [s for s in (2, 3) if (folder / ecm_filename(s, variant)).exists()]
+        if retrained and stage is None:
+            stage = max(retrained)
+        elif not retrained:
+            warnings.warn(f"{folder} has no retrained {variant} ECM ({ecm_filename(3, variant)}): using the full "
+                          f"model's ECM with that part switched off at inference; retrain it with `tamms train "
+                          f"forecast --stage 2 --ablation {variant}` (then --stage 3)", stacklevel=2)
+            variant = None
     if stage is None:  # the latest stage trained
-        stage = max((s for s in (1, 2, 3) if (folder / f"ecm_stage{s}.safetensors").exists()), default=0)
-    ecm_file = folder / f"ecm_stage{stage}.safetensors"
+        stage = max((s for s in (1, 2, 3) if (folder / ecm_filename(s)).exists()), default=0)
+    ecm_file = folder / ecm_filename(stage, variant)
     if not ecm_file.exists():
         raise MissingWeightsError(f"no ECM weights {ecm_file}: train them with `tamms train forecast --stage 1` "
                                   "(then 2 and 3), or pass a weights folder")
@@ -239,8 +264,8 @@ def _linear_trend(weights=None, **_: Any) -> ForecastModel:
 FORECAST_MODELS: dict[str, Callable[..., ForecastModel]] = {
     "tamms": lambda weights=None, **kw: load_tamms(weights, name="tamms", **kw),
     "tamms-no-semantic": lambda weights=None, **kw: load_tamms(weights, name="tamms-no-semantic",
-                                                               use_semantic=False, **kw),
-    "tamms-no-text": lambda weights=None, **kw: load_tamms(weights, name="tamms-no-text", use_text=False, **kw),
+                                                               variant="no-semantic", **kw),
+    "tamms-no-text": lambda weights=None, **kw: load_tamms(weights, name="tamms-no-text", variant="no-text", **kw),
     "tamms-base-control": lambda weights=None, **kw: load_tamms(weights, stage=1, name="tamms-base-control", **kw),
     "persistence": _persistence,
     "linear-trend": _linear_trend,

@@ -370,7 +370,7 @@ def make_trainer(cfg: dict[str, Any], max_steps: int, max_minutes: float | None 
 
 def train_forecast(cfg: dict[str, Any], stage: int, out_dir: str | Path | None = None) -> Path:
     """Run one training stage per the config; returns the weights folder written."""
-    from tamms.models.registry import load_sfci, save_sfci
+    from tamms.models.registry import ECM_VARIANTS, ecm_filename, load_sfci, save_sfci
 
     seed = int(cfg.get("seed", 0))
     L.seed_everything(seed, workers=True)
@@ -408,10 +408,15 @@ def train_forecast(cfg: dict[str, Any], stage: int, out_dir: str | Path | None =
         raise ConfigError(f"--stage must be 0 (U-Net), 1, 2 or 3, got {stage}")
     section = cfg.get(f"stage{stage}", {})
     steps = int(section.get("steps", 300))
-    previous = None if stage == 1 else out / f"ecm_stage{stage - 1}.safetensors"
+    variant = cfg.get("ablation")  # TAMMs table 2 ablations retrain stages 2-3 from the shared stage 1
+    if variant and stage == 1:
+        raise ConfigError(f"the ablations share the stage-1 ECM: train --stage 1 without --ablation, then "
+                          f"--stage 2 --ablation {variant} and --stage 3 --ablation {variant}")
+    previous = None if stage == 1 else out / ecm_filename(stage - 1, variant)
     if previous is not None and not previous.exists():
-        raise MissingWeightsError(f"stage {stage} starts from {previous}: run --stage {stage - 1} first")
-    forecaster = load_sfci(out, cfg, ecm_file=previous)
+        again = f" --ablation {variant}" if variant and stage == 3 else ""
+        raise MissingWeightsError(f"stage {stage} starts from {previous}: run --stage {stage - 1}{again} first")
+    forecaster = load_sfci(out, cfg, ecm_file=previous, **ECM_VARIANTS.get(variant or "", {}))
     if stage >= 2:
         t0 = time.time()
         attach_conditioning(windows, cfg)
@@ -433,7 +438,7 @@ def train_forecast(cfg: dict[str, Any], stage: int, out_dir: str | Path | None =
     data = DataLoader(WindowDataset(windows, cfg.get("crop", 32), repeat=1000, seed=seed + stage),
                       batch_size=int(section.get("batch_size", 16)), shuffle=True, num_workers=0)
     make_trainer(cfg, steps, section.get("max_minutes")).fit(task, data)
-    return save_sfci(forecaster, out, cfg, stage)
+    return save_sfci(forecaster, out, cfg, stage, variant)
 
 
 def attach_conditioning(windows: Windows, cfg: dict[str, Any]) -> None:
