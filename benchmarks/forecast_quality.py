@@ -181,6 +181,15 @@ def markdown(result: dict) -> str:
                 continue
             vals = [("-" if m.get(c) is None else f"{m[c]:.4f}") for c in cols]
             lines.append(f"| {model} | " + " | ".join(vals) + " |")
+    if result.get("cross_check"):
+        cols_x = ["TCS", "SPS", "ACS", "future_change_F1"]
+        lines.append(f"\n## Cross-check: TCS and future-change F1 with {result['cross_check_detector']}\n")
+        lines.append("| source | model | " + " | ".join(cols_x) + " |")
+        lines.append("|---|---|" + "---|" * len(cols_x))
+        for src in result["counts"]:
+            for model, per in result["cross_check"].items():
+                if per.get(src):
+                    lines.append(f"| {src} | {model} | " + " | ".join(f"{per[src][c]:.4f}" for c in cols_x) + " |")
     if result.get("steps_sweep"):
         lines.append("\n## tamms: sampler steps (synthetic test split)\n")
         lines.append("| steps | " + " | ".join(cols) + " | seconds (all cases) |")
@@ -207,20 +216,27 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--no-timing", action="store_true")
+    ap.add_argument("--detector", default="default",
+                    help="change detector C of TCS and future-change F1: default (the best trained here), "
+                         "siamese, unichange or cva")
     ap.add_argument("--cache", default="/tmp/tamms-forecast-bench",
                     help="folder keeping each model's predictions (npz) for --reuse")
     ap.add_argument("--reuse", default="", help="comma-separated models whose cached predictions are reused")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
+    from tamms.metrics.temporal import _default_detector
     from tamms.models.change.cva import CVADetector
+    from tamms.models.change.registry import load_detector
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     cases = synthetic_cases(args.pool, args.max_synthetic) + real_cases()
-    detector = CVADetector()
+    detector = load_detector(args.detector) if args.detector != "default" else _default_detector(None)
+    cross_check = CVADetector()  # TCS and F1 again with the classical detector: a result should not hinge on C
     result = {"command": "OMP_NUM_THREADS=1 python benchmarks/forecast_quality.py " + " ".join(argv or sys.argv[1:]),
               "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-              "detector": getattr(detector, "name", type(detector).__name__), "steps": args.steps, "seed": args.seed,
-              "counts": {}, "metrics": {}, "seconds": {}, "notes": []}
+              "detector": getattr(detector, "name", type(detector).__name__),
+              "cross_check_detector": cross_check.name, "steps": args.steps, "seed": args.seed,
+              "counts": {}, "metrics": {}, "cross_check": {}, "seconds": {}, "notes": []}
     for c in cases:
         result["counts"][c.source] = result["counts"].get(c.source, 0) + 1
     predictions: dict[str, list[np.ndarray]] = {}
@@ -246,6 +262,8 @@ def main(argv: list[str] | None = None) -> None:
         if name.startswith("tamms") or name.startswith("satjepa"):
             result.setdefault("sampler_steps", {})[name] = getattr(run_model, "steps_used", args.steps)
         result["metrics"][name] = evaluate(cases, preds, detector)
+        result["cross_check"][name] = {src: {k: m[k] for k in ("TCS", "SPS", "ACS", "future_change_F1")}
+                                       for src, m in evaluate(cases, preds, cross_check).items()}
         print(name, json.dumps(result["metrics"][name]), f"{secs:.0f}s", flush=True)
     if getattr(evaluate, "lpips_note", None):
         result["notes"].append(f"LPIPS unavailable: {evaluate.lpips_note}")

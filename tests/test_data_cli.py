@@ -122,3 +122,16 @@ def test_inspect_single_geotiff_with_explicit_date(tmp_path, capsys):
     code, out, _ = run(["data", "inspect", str(tif), "--dates", "2020-01-01", "--sheet", str(tmp_path / "r.png")],
                        capsys)
     assert code == 0 and "2020-01-01" in out and "EPSG:32618" in out and "718x791" in out and "32.5%" in out
+
+
+@pytest.mark.parametrize("command", [["train", "describe"], ["train", "forecast"], ["train", "detect"],
+                                     ["train", "jepa"]])
+def test_train_commands_explain_a_bad_config(command, tmp_path, capsys):
+    """Every `tamms train` reads its config the same way: missing, unparsable or not a mapping -> the fix."""
+    missing, broken, listy = tmp_path / "nope.yaml", tmp_path / "broken.yaml", tmp_path / "list.json"
+    broken.write_text("model: [unclosed\n")
+    listy.write_text("[1, 2]")
+    for path, needle in ((missing, "not found"), (broken, "cannot parse"), (listy, "must hold")):
+        code, out, err = run([*command, "--config", str(path)], capsys)
+        assert code != 0 and needle in err + out, (command, path.name, err + out)
+        assert "Traceback" not in err + out

@@ -205,6 +205,17 @@ def test_local_hf_vision_tower_plugs_in(tokenizer, tmp_path):
     assert out.semantic.shape == (1, 64)
 
 
+def test_missing_local_hf_folders_say_what_to_give(tokenizer, tmp_path):
+    from tamms.errors import MissingWeightsError
+    from tamms.models.language import LanguageModelConfig, build_language_model
+    from tamms.models.vision import HFVisionTower
+
+    with pytest.raises(MissingWeightsError, match="no vision model at .*config.json missing.*CLIP"):
+        HFVisionTower(VisionConfig(pretrained=str(tmp_path)))
+    with pytest.raises(MissingWeightsError, match="no language model at .*config.json missing.*Qwen2.5"):
+        build_language_model(LanguageModelConfig(pretrained=str(tmp_path)), tokenizer)
+
+
 def test_baselines(tokenizer):
     from tamms.models.baselines.captioners import BiTemporalCaptioner, BiTemporalConfig, RetrievalCaptioner, consensus_caption
 

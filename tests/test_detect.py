@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
@@ -252,3 +253,21 @@ def test_default_detector_is_a_tcs_detector():
     out = tcs(prev, last, pred, detector=det)
     assert out["detector"] == DEFAULT_DETECTOR
     assert 0.0 <= out["TCS"] <= 1.0
+
+
+def test_network_files_roundtrip_and_explain_wrong_folders(tmp_path):
+    """config.json + model.safetensors: same outputs after reloading; a wrong or empty folder says what to do."""
+    from tamms.errors import ConfigError, MissingWeightsError
+    from tamms.models.change.siamese import SiameseChangeNet, SiameseConfig
+    from tamms.models.change.unichange import UniChangeModel
+
+    torch.manual_seed(0)
+    net = SiameseChangeNet(SiameseConfig(channels=(8, 16))).eval()
+    net.save_pretrained(tmp_path / "s")
+    assert json.loads((tmp_path / "s" / "config.json").read_text())["model_type"] == "siamese"
+    a, b = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
+    torch.testing.assert_close(SiameseChangeNet.from_pretrained(tmp_path / "s")(a, b), net(a, b))
+    with pytest.raises(ConfigError, match="holds a 'siamese' model, not unichange"):
+        UniChangeModel.from_pretrained(tmp_path / "s")
+    with pytest.raises(MissingWeightsError, match="tamms train detect --config src/tamms/configs/detect_siamese.yaml"):
+        SiameseChangeNet.from_pretrained(tmp_path / "empty")

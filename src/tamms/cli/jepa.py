@@ -9,21 +9,9 @@ import typer
 
 
 def load_config(path: Path) -> dict:
-    from tamms.errors import ConfigError
+    from tamms.utils import read_config
 
-    if not path.exists():
-        raise ConfigError(f"config file {path} does not exist: give a YAML or JSON file (see src/tamms/configs/jepa*.yaml)")
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix.lower() == ".json":
-            import json
-
-            return json.loads(text)
-        import yaml
-
-        return yaml.safe_load(text) or {}
-    except Exception as exc:
-        raise ConfigError(f"cannot parse {path}: {exc}; fix the file's syntax") from None
+    return read_config(path, "src/tamms/configs/jepa*.yaml", "a mapping with sections model, data, training")
 
 
 def register(app: typer.Typer, train_app: typer.Typer) -> None:

@@ -109,13 +109,10 @@ def build_language_model(config: LanguageModelConfig, tokenizer):
     """A causal LM whose vocabulary matches `tokenizer` (embedding table resized when tokens were added)."""
     from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
 
+    from tamms.utils import require_hf_folder
+
     if config.pretrained:
-        folder = Path(config.pretrained)
-        if not (folder / "config.json").exists():
-            raise MissingWeightsError(
-                f"no language model at {folder} (config.json missing): give a local folder saved with "
-                "transformers' save_pretrained, e.g. a downloaded Qwen2.5 or LLaMA checkpoint"
-            )
+        folder = require_hf_folder(config.pretrained, "language model", "a downloaded Qwen2.5 or LLaMA checkpoint")
         model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True)
         if model.get_input_embeddings().num_embeddings < len(tokenizer):
             model.resize_token_embeddings(len(tokenizer))

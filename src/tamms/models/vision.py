@@ -15,8 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tamms.errors import MissingWeightsError
-
 
 @dataclass
 class VisionConfig:
@@ -52,12 +50,9 @@ class HFVisionTower(nn.Module):
         super().__init__()
         from transformers import AutoConfig, AutoModel
 
-        folder = Path(config.pretrained)
-        if not (folder / "config.json").exists():
-            raise MissingWeightsError(
-                f"no vision model at {folder} (config.json missing): give a local folder saved with "
-                "transformers' save_pretrained (e.g. a CLIP or SigLIP vision tower)"
-            )
+        from tamms.utils import require_hf_folder
+
+        folder = require_hf_folder(config.pretrained, "vision model", "a CLIP or SigLIP vision tower")
         hf_config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
         model = AutoModel.from_pretrained(str(folder), local_files_only=True)
         self.model = getattr(model, "vision_model", model)  # full CLIP/SigLIP -> its vision half

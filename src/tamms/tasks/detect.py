@@ -286,16 +286,9 @@ class DetectTrainConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "DetectTrainConfig":
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config {path} not found: give a YAML or JSON file (see src/tamms/configs/detect_*.yaml)")
-        text = path.read_text()
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
+        from tamms.utils import read_config
 
-            data = yaml.safe_load(text) or {}
-        else:
-            data = json.loads(text)
+        data = read_config(path, "src/tamms/configs/detect_*.yaml")
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ConfigError(f"unknown keys {sorted(unknown)} in {path}: allowed are {sorted(cls.__dataclass_fields__)}")

@@ -7,7 +7,6 @@ the two dates' features at each scale (skip connections) to a per-pixel change l
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tamms.models.change.base import ChangeResult
+from tamms.models.change.base import ChangeResult, read_network_config, save_network
 
 
 @dataclass
@@ -96,29 +95,14 @@ class SiameseChangeNet(nn.Module):
         return logits[:, :h, :w]
 
     def save_pretrained(self, folder: str | Path) -> Path:
-        from safetensors.torch import save_model
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.json").write_text(json.dumps({"model_type": "siamese", **self.config.to_dict()}, indent=2))
-        save_model(self, str(folder / "model.safetensors"))
-        return folder
+        return save_network(self, folder, "siamese")
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> "SiameseChangeNet":
         from safetensors.torch import load_model
 
-        from tamms.errors import ConfigError, MissingWeightsError
-
-        folder = Path(folder)
-        if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
-            raise MissingWeightsError(f"{folder} lacks config.json or model.safetensors: train the Siamese detector "
-                                      "with `tamms train detect --config src/tamms/configs/detect_siamese.yaml`")
-        cfg = json.loads((folder / "config.json").read_text())
-        if cfg.get("model_type", "siamese") != "siamese":
-            raise ConfigError(f"{folder} holds a {cfg.get('model_type')!r} model, not siamese")
-        model = cls(SiameseConfig.from_dict(cfg))
-        load_model(model, str(folder / "model.safetensors"))
+        model = cls(SiameseConfig.from_dict(read_network_config(folder, "siamese", "detect_siamese.yaml")))
+        load_model(model, str(Path(folder) / "model.safetensors"))
         return model.eval()
 
 

@@ -17,7 +17,6 @@ two-way layers. `UniChangeConfig.lm_path` swaps in any local causal LM folder (t
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tamms.errors import ConfigError, InputError, MissingWeightsError
-from tamms.models.change.base import ChangeResult
+from tamms.errors import InputError, MissingWeightsError
+from tamms.models.change.base import ChangeResult, read_network_config, save_network
 from tamms.models.change.decoder import MultiScaleBackbone, TokenDecoderConfig, TokenDrivenDecoder
 from tamms.models.change.siamese import prepare_pair
 
@@ -356,37 +355,22 @@ class UniChangeModel(nn.Module):
 
     # -- files -----------------------------------------------------------------------------------------
     def save_pretrained(self, folder: str | Path) -> Path:
-        from safetensors.torch import save_model
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.json").write_text(json.dumps({"model_type": "unichange", **self.config.to_dict()}, indent=2))
+        tensors = None
         if self.config.lm_path:  # keep only what was trained; the base LM comes from lm_path
-            from safetensors.torch import save_file
-
             keep = {n for n, p in self.named_parameters() if p.requires_grad}
-            save_file({n: t.detach().contiguous() for n, t in self.state_dict().items()
-                       if n in keep or not n.startswith("lm.")}, str(folder / "model.safetensors"))
-        else:
-            save_model(self, str(folder / "model.safetensors"))
-        return folder
+            tensors = {n: t for n, t in self.state_dict().items() if n in keep or not n.startswith("lm.")}
+        return save_network(self, folder, "unichange", tensors)
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> "UniChangeModel":
         from safetensors.torch import load_file, load_model
 
-        folder = Path(folder)
-        if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
-            raise MissingWeightsError(f"{folder} lacks config.json or model.safetensors: train UniChange with "
-                                      "`tamms train detect --config src/tamms/configs/detect_unichange.yaml`")
-        cfg = json.loads((folder / "config.json").read_text())
-        if cfg.get("model_type", "unichange") != "unichange":
-            raise ConfigError(f"{folder} holds a {cfg.get('model_type')!r} model, not unichange")
-        model = cls(UniChangeConfig.from_dict(cfg))
+        model = cls(UniChangeConfig.from_dict(read_network_config(folder, "unichange", "detect_unichange.yaml")))
+        weights = str(Path(folder) / "model.safetensors")
         if model.config.lm_path:
-            model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=False)
+            model.load_state_dict(load_file(weights), strict=False)
         else:
-            load_model(model, str(folder / "model.safetensors"))
+            load_model(model, weights)
         return model.eval()
 
 
