@@ -64,18 +64,21 @@ def test_naip_sequence_dates_alignment_scaling():
         "2009-08-18", "2010-06-29", "2012-07-31", "2014-07-20", "2015-09-26",
         "2016-08-16", "2017-08-27", "2018-07-16", "2019-09-04", "2020-08-31"]
     assert seq.gaps_days.tolist() == [315, 763, 719, 433, 325, 376, 323, 415, 362]
-    assert seq.crs == "EPSG:26914" and seq.transform == (5.0, 0.0, 486100.0, 0.0, -5.0, 5209047.0)
+    # the grid (and the georeferencing of every output) is the newest frame's
+    assert seq.crs == "EPSG:26914" and seq.transform == (5.0, 0.0, 486099.0, 0.0, -5.0, 5209051.0)
+    assert read_image(shared_path("naip_nd_a", "2020-08-31.tif")).transform == seq.transform
     assert seq.scaling.method == "divisor" and seq.scaling.scale == [255.0] * 4 and seq.scaling.dtype == "uint8"
     assert 0.0 <= seq.frames.min() and seq.frames.max() <= 1.0 and not np.isnan(seq.frames).any()
-    # frames off by < 1 px were reprojected onto the first frame's grid; the uncovered edge is nodata
+    # frames off by < 1 px were reprojected onto the last frame's grid; the uncovered edge is nodata
     shifts = {r["path"]: r["shift_px"] for r in seq.meta["alignment"]}
-    assert len(shifts) == 9 and shifts["2016-08-16.tif"] == [-0.88, -0.84]
-    assert not seq.nodata_mask[0].any() and seq.nodata_mask[5].sum() == 511
-    # unshifted frame 0 keeps its exact values
-    raw = read_image(shared_path("naip_nd_a", "2009-08-18.tif"))
-    np.testing.assert_allclose(seq.frames[0] * 255.0, raw.data, atol=1e-3)
+    assert len(shifts) == 8 and shifts["2016-08-16.tif"] == [-0.68, -0.04] and "2019-09-04.tif" not in shifts
+    assert not seq.nodata_mask[-1].any() and seq.nodata_mask[5].sum() == 256
+    # the newest frame is never resampled: it keeps its exact values
+    raw = read_image(shared_path("naip_nd_a", "2020-08-31.tif"))
+    np.testing.assert_allclose(seq.frames[-1] * 255.0, raw.data, atol=1e-3)
     # 2014 has NIR == 0 over water: one band at nodata does not make a pixel nodata
-    assert (raw.data[3] == 0).sum() == 0 and not seq.nodata_mask[3][5:-5, 5:-5].any()
+    assert (read_image(shared_path("naip_nd_a", "2014-07-20.tif")).data[3] == 0).sum() == 710
+    assert not seq.nodata_mask[3][5:-5, 5:-5].any()
 
 
 def test_landsat_nodata_zero_is_masked():
@@ -238,17 +241,19 @@ def test_one_pixel_shift_is_aligned(tmp_path):
     shifted = (10.0, 0.0, GRID[2] + 10.0, 0.0, -10.0, GRID[5])
     write_tif(tmp_path / "2002.tif", base[:, :, 1:].astype(np.uint8), transform=shifted)
     seq = read_sequence(tmp_path)
-    assert seq.size == (20, 20)
-    np.testing.assert_array_equal(seq.frames[1][:, :, 1:], seq.frames[0][:, :, 1:])
-    assert seq.nodata_mask[1][:, 0].all() and not seq.nodata_mask[1][:, 1:].any()
-    assert seq.meta["alignment"][0]["shift_px"] == [1.0, 0.0]
+    assert seq.size == (20, 19) and seq.transform == shifted  # the newest frame's grid
+    np.testing.assert_allclose(seq.frames[1] * 255.0, base[:, :, 1:], atol=1e-3)  # the newest frame as it is
+    np.testing.assert_array_equal(seq.frames[0], seq.frames[1])  # the first frame moved onto it
+    assert not seq.nodata_mask.any()
+    assert seq.meta["alignment"][0]["shift_px"] == [-1.0, 0.0]
 
 
 def test_png_one_pixel_size_difference_is_padded(tmp_path):
     write_pngs(tmp_path, {"2001.png": (16, 16), "2002.png": (17, 15)})
     seq = read_sequence(tmp_path)
-    assert seq.size == (16, 16)
-    assert seq.nodata_mask[1][:, 15].all() and seq.meta["alignment"][0]["method"] == "crop/pad"
+    assert seq.size == (17, 15)  # the newest frame's size: 2001 is cropped to 15 columns, padded to 17 rows
+    assert seq.nodata_mask[0][16].all() and not seq.nodata_mask[0][:16].any() and not seq.nodata_mask[1].any()
+    assert seq.meta["alignment"][0]["method"] == "crop/pad"
 
 
 # --- bad inputs: each a TammsError naming the problem and the fix ------------------------------
@@ -265,7 +270,7 @@ def test_corrupt_files(tmp_path):
 
 def test_non_georeferenced_different_sizes(tmp_path):
     write_pngs(tmp_path, {"2001.png": (32, 32), "2002.png": (48, 40)})
-    with pytest.raises(AlignmentError, match="2002.png is 48x40 px but 2001.png is 32x32.*resize or crop"):
+    with pytest.raises(AlignmentError, match="2001.png is 32x32 px but 2002.png is 48x40.*resize or crop"):
         read_sequence(tmp_path)
 
 

@@ -98,7 +98,7 @@ def _sequence_report(path: Path, seq: SitsSequence) -> InspectReport:
     if aligned:
         shifts = [max(abs(v) for v in r["shift_px"]) for r in aligned if "shift_px" in r]
         extra = f" (largest shift {max(shifts):.2f} px)" if shifts else ""
-        summary.append(f"{len(aligned)} frames brought onto the first frame's grid{extra}")
+        summary.append(f"{len(aligned)} frames brought onto the last frame's grid{extra}")
     if seq.scene:
         summary.append(f"scene: {seq.scene}")
     for cap in seq.captions[:2]:

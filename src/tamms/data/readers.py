@@ -3,7 +3,7 @@
 - `read_image`: one GeoTIFF / PNG / JPEG as raw values with its georeferencing and nodata.
 - `read_sequence`: a folder with `sequence.json` (DESIGN.md schema, plus the synthetic world's extra
   keys), a folder of images whose names carry dates, or an explicit list of files and dates. Frames are
-  sorted by date, brought onto the first frame's grid, masked where nodata/NaN, band-selected and scaled
+  sorted by date, brought onto the last (newest) frame's grid, masked where nodata/NaN, band-selected and scaled
   to [0, 1] with a recorded `Scaling`.
 - `read_sequences`: every sequence under a folder.
 - `read_levir_cd` (A/, B/, label/) and `read_levir_cc` (change captions JSON).
@@ -409,7 +409,7 @@ def _reproject(image: RasterImage, data: np.ndarray, invalid: np.ndarray, refere
     overlap = ix * iy / ref_area if ref_area > 0 else 0.0
     if overlap < 0.5:
         raise AlignmentError(
-            f"{image.name} ({image.crs}) covers only {overlap:.0%} of the area of the first frame {reference.name} "
+            f"{image.name} ({image.crs}) covers only {overlap:.0%} of the area of the newest frame {reference.name} "
             f"({reference.crs}): these frames do not show the same place; crop all frames to a common area or "
             "remove the frame that does not belong"
         )
@@ -473,7 +473,8 @@ def read_sequence(
     bands:       channels to keep, by 0-based index or by name (`band_names`); default all.
     scaling:     "auto", "percentile" (per band, `percentiles`), a fixed divisor, "none", or a `Scaling`.
     dates:       explicit dates, one per file (for a list of files, or a folder's images sorted by name).
-    resampling:  how frames on a slightly different grid are brought onto the first frame's grid.
+    resampling:  how frames on a slightly different grid are brought onto the last frame's grid (the grid a
+                 forecast or change map is written on, so the newest frame is never resampled).
     """
     listing = _listing(path, dates)
     frames = sorted(listing.frames, key=lambda f: f.date)  # dates parsed once, frames sorted by date
@@ -497,7 +498,7 @@ def read_sequence(
     images = [_select(img, idx) for img in images]
     band_names = None if names is None else [names[i] for i in idx]
 
-    reference = images[0]
+    reference = images[-1]  # outputs (forecasts, change maps) copy the newest frame's georeferencing
     raws, invalids, records = [], [], []
     for img in images:
         data, invalid, record = align_to(img, reference, resampling)
