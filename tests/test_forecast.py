@@ -475,3 +475,21 @@ def test_ablation_retrains_stages_2_and_3_from_the_shared_stage_1(tmp_path):
     with pytest.warns(UserWarning, match="no retrained no-semantic ECM"):
         fallback = load_forecast_model("tamms-no-semantic", out)
     assert not fallback.uses_semantic
+
+
+def test_gate_biases_and_alphas_get_their_own_learning_rate():
+    """gate_lr_scale: the scalar gate biases and alpha logits (started at -3) learn faster than the rest."""
+    from tamms.tasks.forecast import ECMTask
+
+    task = ECMTask(tiny_forecaster(), stage=2, lr=1e-3, gate_lr_scale=10.0)
+    opt = task.configure_optimizers()
+    opt = opt["optimizer"] if isinstance(opt, dict) else opt
+    rest, scalars = opt.param_groups
+    assert rest["lr"] == pytest.approx(1e-3) and scalars["lr"] == pytest.approx(1e-2)
+    ecm = task.model.ecm
+    expected = {id(p) for level in ecm.levels for p in (level.semantic.gate.bias, level.temporal.alpha_logit)}
+    assert {id(p) for p in scalars["params"]} == expected
+    assert len(rest["params"]) + len(expected) == len([p for p in ecm.parameters() if p.requires_grad])
+    # stage 1 trains no gates: one group
+    stage1 = ECMTask(tiny_forecaster(), stage=1, lr=1e-3, gate_lr_scale=10.0).configure_optimizers()
+    assert len(stage1.param_groups) == 1

@@ -261,7 +261,7 @@ class ECMTask(L.LightningModule):
     """
 
     def __init__(self, forecaster, stage: int, lr: float = 2e-4, max_steps: int = 1000,
-                 prediction_type: str = "sample"):
+                 prediction_type: str = "sample", gate_lr_scale: float = 1.0):
         super().__init__()
         if stage not in (1, 2, 3):
             raise ConfigError(f"ECM stage must be 1, 2 or 3 (stage 0 is U-Net pretraining), got {stage}")
@@ -269,6 +269,9 @@ class ECMTask(L.LightningModule):
         self.stage = stage
         self.lr = lr
         self.max_steps = max_steps
+        # the gate biases and alpha logits are single numbers that start at -3 (nearly closed); Adam moves
+        # a parameter by about lr per step, so at lr 1e-3 a few hundred steps cannot open them
+        self.gate_lr_scale = gate_lr_scale
         self.noise_scheduler = make_train_scheduler(prediction_type=prediction_type)
         configure_stage(forecaster, stage)
 
@@ -278,8 +281,12 @@ class ECMTask(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
+        scalars = {id(p) for level in self.model.ecm.levels
+                   for p in (level.semantic.gate.bias, level.temporal.alpha_logit)}
         params = [p for p in self.model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=0.0)
+        groups = [{"params": [p for p in params if id(p) not in scalars], "lr": self.lr},
+                  {"params": [p for p in params if id(p) in scalars], "lr": self.lr * self.gate_lr_scale}]
+        opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=0.0)
         if self.stage == 3:
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.max_steps))
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
@@ -434,7 +441,8 @@ def train_forecast(cfg: dict[str, Any], stage: int, out_dir: str | Path | None =
                 "ecm: {semantic_dim, text_dim} in the config to the describer's size and retrain from stage 1"
             )
     task = ECMTask(forecaster, stage, lr=float(section.get("lr", 2e-4)), max_steps=steps,
-                   prediction_type=cfg.get("prediction_type", "sample"))
+                   prediction_type=cfg.get("prediction_type", "sample"),
+                   gate_lr_scale=float(section.get("gate_lr_scale", 1.0)))
     data = DataLoader(WindowDataset(windows, cfg.get("crop", 32), repeat=1000, seed=seed + stage),
                       batch_size=int(section.get("batch_size", 16)), shuffle=True, num_workers=0)
     make_trainer(cfg, steps, section.get("max_minutes")).fit(task, data)
