@@ -135,3 +135,23 @@ def test_train_commands_explain_a_bad_config(command, tmp_path, capsys):
         code, out, err = run([*command, "--config", str(path)], capsys)
         assert code != 0 and needle in err + out, (command, path.name, err + out)
         assert "Traceback" not in err + out
+
+
+def test_cli_reference_lists_every_command_and_is_current():
+    """docs/cli.md is generated from the commands' own help: every command is in it, and it is not stale."""
+    import runpy
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    module = runpy.run_path(str(root / "scripts" / "cli_docs.py"))
+    text = module["render"]()
+    for command in ("tamms forecast", "tamms train forecast", "tamms train jepa", "tamms evaluate forecasts",
+                    "tamms data synth", "tamms detect", "tamms demo", "tamms benchmark"):
+        assert f"## `{command}`" in text
+    assert "--ablation" in text
+    argv, sys.argv = sys.argv, ["cli_docs.py", "--check"]
+    try:
+        assert module["main"]() == 0, "docs/cli.md is stale: run python scripts/cli_docs.py"
+    finally:
+        sys.argv = argv
