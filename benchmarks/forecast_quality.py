@@ -6,7 +6,8 @@ Test data:
   naip_nd_a, landsat_pucallpa_a (../shared/data): the 3 frames before the last -> the last frame
               (never seen in training); the "true" change is C(I_t, I_{t+1}) of the detector.
 Metrics (DESIGN.md): PSNR, SSIM, GSSIM, LPIPS (when its weights are in the torch hub cache), TCS with
-SPS and ACS (detector named), future-change F1. Diffusion models: 1 sample, DDIM, `--steps` steps.
+SPS and ACS (detector named), future-change F1. Diffusion models: the mean of `--samples` samples (what
+`tamms forecast --samples K` writes), DDIM, `--steps` steps; the sweep adds single samples.
 Also: the time of one 64x64 forecast with 20 sampler steps.
 
     OMP_NUM_THREADS=1 python benchmarks/forecast_quality.py [--max-synthetic 48] [--steps 20]
@@ -80,7 +81,7 @@ def real_cases() -> list[Case]:
     return cases
 
 
-def run_model(name: str, cases: list[Case], steps: int | None, seed: int, batch: int = 16
+def run_model(name: str, cases: list[Case], steps: int | None, seed: int, samples: int = 1, batch: int = 16
               ) -> tuple[list[np.ndarray], float]:
     """Forecast every case; cases of the same size go through the pipeline together (each its own date)."""
     from tamms.pipelines.forecast import ForecastPipeline
@@ -96,7 +97,8 @@ def run_model(name: str, cases: list[Case], steps: int | None, seed: int, batch:
         for s in range(0, len(idxs), batch):
             ids = idxs[s:s + batch]
             dates = [[cases[i].target_date] for i in ids]
-            res = pipe([cases[i].sequence for i in ids], dates, num_samples=1, num_inference_steps=steps, seed=seed)
+            k = samples if pipe.model.stochastic else 1
+            res = pipe([cases[i].sequence for i in ids], dates, num_samples=k, num_inference_steps=steps, seed=seed)
             for j, i in enumerate(ids):
                 out[i] = res.mean[j].numpy()
     return [out[i] for i in range(len(cases))], time.time() - start
@@ -169,7 +171,8 @@ def markdown(result: dict) -> str:
     cols = ["PSNR", "SSIM", "GSSIM", "LPIPS", "TCS", "SPS", "ACS", "future_change_F1"]
     lines = [f"# Forecast quality\n", f"Command: `{result['command']}`  ", f"Date: {result['date']}  ",
              f"Change detector in TCS and future-change F1: **{result['detector']}**  ",
-             f"Sampler: DDIM, 1 sample, seed {result['seed']}, steps per model: {result.get('sampler_steps')}  ",
+             f"Sampler: DDIM, mean of {result.get('samples', 1)} samples, seed {result['seed']}, steps per model: "
+             f"{result.get('sampler_steps')}  ",
              f"Test cases: " + ", ".join(f"{k}: {v}" for k, v in result["counts"].items()) + "\n"]
     for src in result["counts"]:
         lines.append(f"\n## {src}\n")
@@ -191,8 +194,8 @@ def markdown(result: dict) -> str:
                 if per.get(src):
                     lines.append(f"| {src} | {model} | " + " | ".join(f"{per[src][c]:.4f}" for c in cols_x) + " |")
     if result.get("steps_sweep"):
-        lines.append("\n## tamms: sampler steps (synthetic test split)\n")
-        lines.append("| steps | " + " | ".join(cols) + " | seconds (all cases) |")
+        lines.append("\n## tamms: sampler steps and samples averaged (synthetic test split)\n")
+        lines.append("| steps:samples | " + " | ".join(cols) + " | seconds (all cases) |")
         lines.append("|---|" + "---|" * (len(cols) + 1))
         for n, m in result["steps_sweep"].items():
             vals = [("-" if m.get(c) is None else f"{m[c]:.4f}") for c in cols]
@@ -209,10 +212,12 @@ def markdown(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--max-synthetic", type=int, default=48)
-    ap.add_argument("--pool", type=int, default=600, help="synthetic sequences 0..pool-1 (test split kept)")
+    ap.add_argument("--max-synthetic", type=int, default=96)
+    ap.add_argument("--pool", type=int, default=1000, help="synthetic sequences 0..pool-1 (test split kept)")
     ap.add_argument("--steps", type=int, default=None, help="sampler steps (default: each model's own setting)")
-    ap.add_argument("--sweep", default="1,2,5,20", help="sampler steps to compare for tamms on the synthetic split")
+    ap.add_argument("--sweep", default="1:1,2:1,5:1,20:1,2:4,5:4",
+                    help="STEPS:SAMPLES settings of tamms to compare on the synthetic split")
+    ap.add_argument("--samples", type=int, default=4, help="samples averaged per forecast (diffusion models)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--no-timing", action="store_true")
@@ -233,6 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     detector = load_detector(args.detector) if args.detector != "default" else _default_detector(None)
     cross_check = CVADetector()  # TCS and F1 again with the classical detector: a result should not hinge on C
     result = {"command": "OMP_NUM_THREADS=1 python benchmarks/forecast_quality.py " + " ".join(argv or sys.argv[1:]),
+              "samples": args.samples,
               "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "detector": getattr(detector, "name", type(detector).__name__),
               "cross_check_detector": cross_check.name, "steps": args.steps, "seed": args.seed,
@@ -243,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     reuse = {m for m in args.reuse.split(",") if m}
-    key = f"s{args.steps or 'default'}_seed{args.seed}_n{len(cases)}"
+    key = f"s{args.steps or 'default'}_k{args.samples}_seed{args.seed}_n{len(cases)}"
     for name in [m for m in args.models.split(",") if m]:
         cached = cache / f"{name}_{key}.npz"
         try:
@@ -251,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
                 z = np.load(cached)
                 preds, secs = [z[f"p{i}"] for i in range(len(cases))], float(z["seconds"])
             else:
-                preds, secs = run_model(name, cases, args.steps, args.seed)
+                preds, secs = run_model(name, cases, args.steps, args.seed, args.samples)
                 np.savez_compressed(cached, seconds=secs, **{f"p{i}": p for i, p in enumerate(preds)})
         except Exception as exc:  # a model without weights is reported, not fatal
             result["notes"].append(f"{name}: not evaluated ({exc})")
@@ -272,14 +278,14 @@ def main(argv: list[str] | None = None) -> None:
     result["strips"] = strips(cases, predictions, which) if predictions else []
     if not args.no_timing and "tamms" in predictions:
         result["timing"] = time_one_forecast(20)
-    sweep = [int(x) for x in args.sweep.split(",") if x]
+    sweep = [tuple(int(v) for v in x.split(":")) if ":" in x else (int(x), 1) for x in args.sweep.split(",") if x]
     if sweep and "tamms" in predictions:
         syn = [c for c in cases if c.source == "synthetic"]
         result["steps_sweep"] = {}
-        for n in sweep:
-            preds, secs = run_model("tamms", syn, n, args.seed)
-            result["steps_sweep"][str(n)] = {**evaluate(syn, preds, detector)["synthetic"], "seconds": secs}
-            print("sweep", n, result["steps_sweep"][str(n)], flush=True)
+        for n, k in sweep:
+            preds, secs = run_model("tamms", syn, n, args.seed, k)
+            result["steps_sweep"][f"{n}:{k}"] = {**evaluate(syn, preds, detector)["synthetic"], "seconds": secs}
+            print("sweep", n, k, result["steps_sweep"][f"{n}:{k}"], flush=True)
     result["notes"] += comparison_notes(result["metrics"])
     (RESULTS / "forecast_quality.json").write_text(json.dumps(result, indent=1))
     (RESULTS / "forecast_quality.md").write_text(markdown(result))

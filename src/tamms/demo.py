@@ -32,7 +32,7 @@ class DemoConfig:
     frames: int = 4
     seed: int = 0
     samples: int = 4  # forecast samples per sequence (spread map)
-    steps: int = 20  # sampler steps
+    steps: int | None = None  # sampler steps (None: the forecaster weights' own setting)
     beams: int = 1
     detector: str = "default"
     forecaster: str = "tamms"
@@ -343,7 +343,8 @@ def _summarise(records, real_records, levir, text, cfg: DemoConfig, detector_nam
         "seconds": seconds,
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         "settings": {
-            "forecaster": forecaster.model.name, "sampler_steps": cfg.steps, "samples": cfg.samples,
+            "forecaster": forecaster.model.name, "samples": cfg.samples,
+            "sampler_steps": cfg.steps or getattr(forecaster.model, "default_steps", None),
             "tcs_detector": detector_name, "ssim": "Gaussian 11x11, sigma 1.5, K1 0.01, K2 0.03, data range 1",
             "gssim": "Sat-JEPA-Diff: Sobel magnitude of grey, min-max normalised, SSIM, mean over scales 1, 0.5, 0.25",
             "lpips": "AlexNet v0.1" if lpips_ok else lpips_reason,

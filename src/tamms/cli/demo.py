@@ -15,7 +15,8 @@ def demo(
     train: bool = typer.Option(False, "--train", help="Retrain the small models from scratch first (minutes)."),
     n: int = typer.Option(4, "--n", min=1, help="Held-out synthetic sequences to show."),
     samples: int = typer.Option(4, "--samples", min=1, help="Forecast samples per sequence (for the spread map)."),
-    steps: int = typer.Option(20, "--steps", min=1, help="Sampler steps per forecast."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampler steps per forecast (default: the "
+                                        "forecaster weights' setting, 2 for the shipped ones)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the synthetic world and of the samplers."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing report in --out."),
 ) -> None:
