@@ -81,7 +81,9 @@ def test_demo_train_retrains_every_model_from_scratch(tmp_path):
     from tamms.demo import DemoConfig, run_demo
 
     cfg = DemoConfig(n_sequences=1, samples=1, steps=1, train=True, train_scale=0.01)
-    result = run_demo(tmp_path / "demo", config=cfg, progress=False)
+    # with the demo's own progress bars on, as `tamms demo --train` runs: no training loop may open a second
+    # live display inside them (a nested rich Live broke the report at exit)
+    result = run_demo(tmp_path / "demo", config=cfg, progress=True)
     weights = tmp_path / "demo" / "weights"
     for name in ("describer", "siamese", "forecast"):
         assert any((weights / name).rglob("*.safetensors")), f"{name} was not trained"

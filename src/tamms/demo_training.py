@@ -78,7 +78,7 @@ def train_demo_models(weights_dir: str | Path, scale: float = 0.25, progress: An
     train_describer(describer_config(scale, describer), output=describer, overwrite=True, progress=False)
     step()
     detector = root / "siamese"
-    train_detect(detector_config(scale, detector), output=detector, overwrite=True)
+    train_detect(detector_config(scale, detector), output=detector, overwrite=True, progress=False)
     step()
     forecast = root / "forecast"
     cfg = forecaster_config(scale, describer)

@@ -295,8 +295,11 @@ class DetectTrainConfig:
         return cls(**data)
 
 
-def train_detect(config: DetectTrainConfig, output: str | Path | None = None, overwrite: bool = True) -> Path:
-    """Train one detector from a config and save it (config.json + model.safetensors + train_log.json)."""
+def train_detect(config: DetectTrainConfig, output: str | Path | None = None, overwrite: bool = True,
+                 progress: bool = True) -> Path:
+    """Train one detector from a config and save it (config.json + model.safetensors + train_log.json).
+
+    progress: Lightning's progress bar; off when the caller shows its own (rich allows one live display)."""
     from tamms.utils import default_weights
 
     L.seed_everything(config.seed, workers=True)
@@ -339,7 +342,8 @@ def train_detect(config: DetectTrainConfig, output: str | Path | None = None, ov
     trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=config.max_steps,
                         max_time={"minutes": config.max_minutes}, logger=False, enable_checkpointing=False,
                         val_check_interval=config.val_every_steps, check_val_every_n_epoch=None,
-                        enable_model_summary=False, num_sanity_val_steps=0, gradient_clip_val=1.0)
+                        enable_model_summary=False, num_sanity_val_steps=0, gradient_clip_val=1.0,
+                        enable_progress_bar=progress)
     trainer.fit(task, train_loader, val_loader)
     trainer.validate(task, val_loader, verbose=False)
 
