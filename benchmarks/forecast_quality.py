@@ -229,13 +229,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reuse", default="", help="comma-separated models whose cached predictions are reused")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
-    from tamms.metrics.temporal import _default_detector
     from tamms.models.change.cva import CVADetector
     from tamms.models.change.registry import load_detector
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     cases = synthetic_cases(args.pool, args.max_synthetic) + real_cases()
-    detector = load_detector(args.detector) if args.detector != "default" else _default_detector(None)
+    detector = load_detector(args.detector)  # "default": the best detector trained here, as `tamms evaluate`
     cross_check = CVADetector()  # TCS and F1 again with the classical detector: a result should not hinge on C
     result = {"command": "OMP_NUM_THREADS=1 python benchmarks/forecast_quality.py " + " ".join(argv or sys.argv[1:]),
               "samples": args.samples,

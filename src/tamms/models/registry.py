@@ -184,7 +184,7 @@ def save_sfci(forecaster, folder: str | Path, cfg: dict[str, Any], stage: int, v
     old = folder / "config.json"
     if old.exists():
         keep["stages"] = json.loads(old.read_text()).get("stages", {})
-    keep["stages"][str(stage) + (f"-{variant}" if variant and stage >= 2 else "")] = path.name
+    keep["stages"][path.stem.removeprefix("ecm_stage")] = path.name  # "3", "3-no-text", ...
     (folder / "config.json").write_text(json.dumps(keep, indent=1))
     return path
 
