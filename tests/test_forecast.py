@@ -25,11 +25,13 @@ TINY_ECM = dict(semantic_dim=12, text_dim=10, time_embed_dim=16, semproc_hidden=
 TINY_CFG = {"unet": TINY_UNET, "ecm": TINY_ECM, "history": 3, "prediction_type": "sample"}
 
 
-def tiny_forecaster(seed: int = 0):
+def tiny_forecaster(seed: int = 0, control_depth: int = 1):
     from tamms.models.registry import build_sfci
 
     torch.manual_seed(seed)
-    return build_sfci(json.loads(json.dumps(TINY_CFG)))
+    cfg = json.loads(json.dumps(TINY_CFG))
+    cfg["ecm"]["control_depth"] = control_depth
+    return build_sfci(cfg)
 
 
 def randomise_zero_convs(forecaster, std: float = 0.05) -> None:
@@ -75,10 +77,11 @@ def moving_square_windows(n: int, size: int = 16, seed: int = 0):
 # --- structure ----------------------------------------------------------------------------------
 
 
-def test_ecm_residuals_match_unet_levels():
+@pytest.mark.parametrize("control_depth", [1, 2])
+def test_ecm_residuals_match_unet_levels(control_depth):
     from tamms.models.unet import encode_unet
 
-    f = tiny_forecaster()
+    f = tiny_forecaster(control_depth=control_depth)
     b = batch_of()
     x = torch.randn(2, 3, 16, 16)
     t = torch.tensor([10, 900])
@@ -93,8 +96,9 @@ def test_ecm_residuals_match_unet_levels():
     assert [fe.shape[-1] for fe in feats] == [16, 8, 4]
 
 
-def test_zero_initialised_control_leaves_frozen_unet_unchanged():
-    f = tiny_forecaster()
+@pytest.mark.parametrize("control_depth", [1, 2])
+def test_zero_initialised_control_leaves_frozen_unet_unchanged(control_depth):
+    f = tiny_forecaster(control_depth=control_depth)
     b = batch_of()
     x = torch.randn(2, 3, 16, 16)
     t = torch.tensor([3, 700])
@@ -109,9 +113,10 @@ def test_zero_initialised_control_leaves_frozen_unet_unchanged():
     assert (steered - plain).abs().max() > 1e-3  # and the same path does steer once the convs are trained
 
 
-def test_history_cache_gives_the_same_output():
+@pytest.mark.parametrize("control_depth", [1, 3])
+def test_history_cache_gives_the_same_output(control_depth):
     """The sampler reuses the history's share of the control blocks across steps: same numbers."""
-    f = tiny_forecaster()
+    f = tiny_forecaster(control_depth=control_depth)
     randomise_zero_convs(f, 0.3)
     b = batch_of()
     feats = f.encode_history(b["history"] * 2 - 1)
@@ -127,11 +132,11 @@ def test_history_cache_gives_the_same_output():
     assert len(cache) == len(f.ecm.levels)
 
 
-@pytest.mark.parametrize("stage", [1, 2, 3])
-def test_stage_freezing_is_exact(stage):
+@pytest.mark.parametrize("stage,control_depth", [(1, 1), (2, 1), (3, 1), (1, 2), (2, 2)])
+def test_stage_freezing_is_exact(stage, control_depth):
     from tamms.tasks.forecast import configure_stage, ecm_loss, make_train_scheduler
 
-    f = tiny_forecaster()
+    f = tiny_forecaster(control_depth=control_depth)
     randomise_zero_convs(f)
     with torch.no_grad():  # open the gates a little so the semantic path carries gradient
         for level in f.ecm.levels:
@@ -151,6 +156,26 @@ def test_stage_freezing_is_exact(stage):
     got = [p for p in expected if p.grad is not None and p.grad.abs().sum() > 0]
     assert len(got) >= 0.8 * len(expected)  # the path is really used (a few biases may see exact zeros)
     assert f.ecm.structural_only == (stage == 1)
+
+
+def test_deeper_structural_path_is_structural_and_l1_term_adds_to_the_loss():
+    from tamms.tasks.forecast import ecm_loss, make_train_scheduler
+
+    shallow, deep = tiny_forecaster(control_depth=1), tiny_forecaster(control_depth=3)
+    extra = {id(p) for level in deep.ecm.levels for p in level.ctrl_more.parameters()}
+    assert len(extra) == 2 * 10 * len(deep.ecm.levels)  # 2 more blocks of 10 tensors per level
+    assert extra <= {id(p) for p in deep.ecm.structural_parameters()}
+    assert not extra & {id(p) for p in deep.ecm.semantic_parameters()}
+    assert len(deep.ecm.structural_parameters()) == len(shallow.ecm.structural_parameters()) + len(extra)
+    randomise_zero_convs(shallow)
+    sched, batch = make_train_scheduler(), batch_of()
+    losses = {}
+    for w in (0.0, 0.5, 1.0):
+        torch.manual_seed(7)  # same diffusion steps and noise for each weight
+        losses[w] = float(ecm_loss(shallow, sched, batch, l1_weight=w))
+    l1 = (losses[1.0] - losses[0.0])
+    assert l1 > 0.05  # an L1 of pixels in [-1, 1] that are far from the target
+    assert losses[0.5] == pytest.approx(losses[0.0] + 0.5 * l1, rel=1e-5)
 
 
 def test_gate_and_alpha_stay_in_range():

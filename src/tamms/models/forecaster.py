@@ -44,6 +44,9 @@ class ECMConfig:
     text_dim: int = 256
     cross_attention_dim: int = 64  # of the U-Net
     time_embed_dim: int = 64
+    # 3D control blocks per level in the structural path. The paper's control branch is a trainable copy
+    # of the encoder; on CPU it is scaled down to `control_depth` blocks per resolution.
+    control_depth: int = 1
     semproc_hidden: int = 128
     temporal_heads: int = 4
     gate_bias_init: float = -3.0  # gates start nearly closed, so stage 2 begins from stage 1's output
@@ -183,6 +186,9 @@ class ECMLevel(nn.Module):
     def __init__(self, channels: int, cfg: ECMConfig):
         super().__init__()
         self.ctrl = ControlBlock3D(channels, cfg.time_embed_dim)
+        # blocks after the first mix history and noisy sample, so only the first one's history part is cached
+        self.ctrl_more = nn.ModuleList([ControlBlock3D(channels, cfg.time_embed_dim)
+                                        for _ in range(cfg.control_depth - 1)])
         self.semantic = SemanticProcessor(cfg.semantic_dim, cfg.semproc_hidden, channels, cfg.gate_bias_init)
         self.temporal = TemporalRefiner(channels, cfg.temporal_heads, cfg.alpha_init)
         self.pool = nn.Conv2d(channels, 1, kernel_size=1)  # per-pixel logits of each time step
@@ -236,7 +242,7 @@ class EnhancedControlModule(nn.Module):
     def structural_parameters(self) -> list[nn.Parameter]:
         params = [*self.time_embed.parameters(), *self.zero_convs.parameters(), *self.mid_zero_conv.parameters()]
         for level in self.levels:
-            params += [*level.ctrl.parameters(), *level.pool.parameters()]
+            params += [*level.ctrl.parameters(), *level.ctrl_more.parameters(), *level.pool.parameters()]
         return params
 
     def semantic_parameters(self) -> list[nn.Parameter]:
@@ -279,6 +285,8 @@ class EnhancedControlModule(nn.Module):
                     cache[i] = level.ctrl.taps(flat, temb[:, :t].reshape(b * t, -1))
                 taps = cache[i]
             f = level.ctrl(x, temb, taps)  # h_ctrl, eq. 5
+            for block in level.ctrl_more:
+                f = block(f, temb)
             if use_sem:
                 s_proj, gate = level.semantic(semantic)  # [B, C] each, eq. 6-7
                 s = s_proj[:, None, :, None, None]  # tiled over T, H, W by broadcasting

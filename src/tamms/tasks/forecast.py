@@ -261,7 +261,7 @@ class ECMTask(L.LightningModule):
     """
 
     def __init__(self, forecaster, stage: int, lr: float = 2e-4, max_steps: int = 1000,
-                 prediction_type: str = "sample", gate_lr_scale: float = 1.0):
+                 prediction_type: str = "sample", gate_lr_scale: float = 1.0, l1_weight: float = 0.0):
         super().__init__()
         if stage not in (1, 2, 3):
             raise ConfigError(f"ECM stage must be 1, 2 or 3 (stage 0 is U-Net pretraining), got {stage}")
@@ -272,11 +272,14 @@ class ECMTask(L.LightningModule):
         # the gate biases and alpha logits are single numbers that start at -3 (nearly closed); Adam moves
         # a parameter by about lr per step, so at lr 1e-3 a few hundred steps cannot open them
         self.gate_lr_scale = gate_lr_scale
+        # an L1 term next to the diffusion MSE (as Palette and the SimVP/ConvLSTM baselines use) favours sharp
+        # edges over the blur that MSE accepts where the future is uncertain
+        self.l1_weight = l1_weight
         self.noise_scheduler = make_train_scheduler(prediction_type=prediction_type)
         configure_stage(forecaster, stage)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = ecm_loss(self.model, self.noise_scheduler, batch)
+        loss = ecm_loss(self.model, self.noise_scheduler, batch, self.l1_weight)
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
@@ -303,7 +306,7 @@ def configure_stage(forecaster, stage: int) -> None:
         p.requires_grad_(True)
 
 
-def ecm_loss(model, noise_scheduler, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def ecm_loss(model, noise_scheduler, batch: dict[str, torch.Tensor], l1_weight: float = 0.0) -> torch.Tensor:
     x0 = to_model_space(batch["target"])  # [B, C, H, W]
     history = to_model_space(batch["history"])  # [B, T, C, H, W]
     gaps = (batch["target_days"][:, None] - batch["history_days"]).float()  # [B, T]
@@ -313,7 +316,9 @@ def ecm_loss(model, noise_scheduler, batch: dict[str, torch.Tensor]) -> torch.Te
     feats = model.encode_history(history)
     pred = model(noisy, t, feats, gaps, semantic=batch.get("semantic"),
                  text_embeddings=batch.get("text_embeddings"), text_mask=batch.get("text_mask"))
-    return F.mse_loss(pred, diffusion_target(noise_scheduler, x0, noise, t))
+    target = diffusion_target(noise_scheduler, x0, noise, t)
+    loss = F.mse_loss(pred, target)
+    return loss + l1_weight * F.l1_loss(pred, target) if l1_weight else loss
 
 
 class BaselineTask(L.LightningModule):
@@ -442,7 +447,8 @@ def train_forecast(cfg: dict[str, Any], stage: int, out_dir: str | Path | None =
             )
     task = ECMTask(forecaster, stage, lr=float(section.get("lr", 2e-4)), max_steps=steps,
                    prediction_type=cfg.get("prediction_type", "sample"),
-                   gate_lr_scale=float(section.get("gate_lr_scale", 1.0)))
+                   gate_lr_scale=float(section.get("gate_lr_scale", 1.0)),
+                   l1_weight=float(section.get("l1_weight", 0.0)))
     data = DataLoader(WindowDataset(windows, cfg.get("crop", 32), repeat=1000, seed=seed + stage),
                       batch_size=int(section.get("batch_size", 16)), shuffle=True, num_workers=0)
     make_trainer(cfg, steps, section.get("max_minutes")).fit(task, data)
