@@ -169,11 +169,11 @@ def strips(cases: list[Case], predictions: dict[str, list[np.ndarray]], which: l
 
 def markdown(result: dict) -> str:
     cols = ["PSNR", "SSIM", "GSSIM", "LPIPS", "TCS", "SPS", "ACS", "future_change_F1"]
-    lines = [f"# Forecast quality\n", f"Command: `{result['command']}`  ", f"Date: {result['date']}  ",
+    lines = ["# Forecast quality\n", f"Command: `{result['command']}`  ", f"Date: {result['date']}  ",
              f"Change detector in TCS and future-change F1: **{result['detector']}**  ",
              f"Sampler: DDIM, mean of {result.get('samples', 1)} samples, seed {result['seed']}, steps per model: "
              f"{result.get('sampler_steps')}  ",
-             f"Test cases: " + ", ".join(f"{k}: {v}" for k, v in result["counts"].items()) + "\n"]
+             "Test cases: " + ", ".join(f"{k}: {v}" for k, v in result["counts"].items()) + "\n"]
     for src in result["counts"]:
         lines.append(f"\n## {src}\n")
         lines.append("| model | " + " | ".join(cols) + " |")

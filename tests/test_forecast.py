@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from tamms.data.sequence import SitsSequence, to_days
-from tamms.errors import DateError, OutputExistsError
+from tamms.data.sequence import SitsSequence
+from tamms.errors import DateError
 
 TINY_UNET = dict(sample_size=16, in_channels=3, out_channels=3, block_out_channels=[8, 16, 16],
                  down_block_types=["DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"],

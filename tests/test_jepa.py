@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from tamms.errors import InputError
 from tamms.models.jepa import (
     IJEPA,
     IJEPAConfig,

@@ -121,8 +121,6 @@ def detect_command(
             raise InputError(f"--out {out} must be a GeoTIFF path (.tif) for a pair of images")
         if out.exists() and not overwrite:  # fail before the work
             raise OutputExistsError(f"{out} already exists: choose another --out path or pass --overwrite")
-    import numpy as np  # noqa: F401
-
     from tamms.data.readers import read_sequence
     from tamms.pipelines.detect import DetectPipeline
 

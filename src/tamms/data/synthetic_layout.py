@@ -487,7 +487,6 @@ def add_construction(scene: Scene, rng: np.random.Generator, t0: float, t_end: f
             continue
         sites.append((y0, x0, int(h), int(w)))
     sites.sort(key=lambda b: float(s[b[0] + b[2] // 2, b[1] + b[3] // 2]))
-    span = max(t_end - t0, 1.0)
     in_span = max(float(scene.info.get("t_last", t_end)) - t0, 1.0)
     on_site = np.full((size, size), np.inf)
     on_done = np.full((size, size), np.inf)

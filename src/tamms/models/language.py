@@ -34,7 +34,6 @@ SPECIAL_TOKENS = [PAD_TOKEN, BOS_TOKEN, EOS_TOKEN, UNK_TOKEN, *EXTRA_TOKENS]
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048, min_frequency: int = 2):
     """Train a lower-casing BPE tokeniser on `texts`; returns a `PreTrainedTokenizerFast`."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token=UNK_TOKEN))
     tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])

@@ -13,7 +13,6 @@ forecaster's conditioning).
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path

@@ -16,12 +16,11 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import lightning as L
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -240,7 +239,6 @@ def train_describer(config: dict[str, Any] | str | Path, output: str | Path | No
 
     from tamms.models.describer import save_describer
     from tamms.models.language import train_tokenizer
-    from tamms.utils import atomic_output  # noqa: F401  (output folder checked below)
 
     if not isinstance(config, dict):
         config = load_config(config)
