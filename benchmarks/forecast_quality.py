@@ -236,7 +236,8 @@ def main(argv: list[str] | None = None) -> None:
     cases = synthetic_cases(args.pool, args.max_synthetic) + real_cases()
     detector = load_detector(args.detector)  # "default": the best detector trained here, as `tamms evaluate`
     cross_check = CVADetector()  # TCS and F1 again with the classical detector: a result should not hinge on C
-    result = {"command": "OMP_NUM_THREADS=1 python benchmarks/forecast_quality.py " + " ".join(argv or sys.argv[1:]),
+    threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
+    result = {"command": threads + "python benchmarks/forecast_quality.py " + " ".join(argv or sys.argv[1:]),
               "samples": args.samples,
               "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "detector": getattr(detector, "name", type(detector).__name__),
