@@ -167,6 +167,10 @@ def test_deeper_structural_path_is_structural_and_l1_term_adds_to_the_loss():
     assert extra <= {id(p) for p in deep.ecm.structural_parameters()}
     assert not extra & {id(p) for p in deep.ecm.semantic_parameters()}
     assert len(deep.ecm.structural_parameters()) == len(shallow.ecm.structural_parameters()) + len(extra)
+    from tamms.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="control_depth"):
+        tiny_forecaster(control_depth=0)
     randomise_zero_convs(shallow)
     sched, batch = make_train_scheduler(), batch_of()
     losses = {}

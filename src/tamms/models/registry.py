@@ -138,6 +138,8 @@ def build_sfci(cfg: dict[str, Any], unet=None):
         ecm_cfg = ECMConfig(**dict(cfg.get("ecm", {})))
     except TypeError as exc:
         raise ConfigError(f"bad ecm config ({exc}); valid keys: {list(ECMConfig.__dataclass_fields__)}") from None
+    if ecm_cfg.control_depth < 1:  # 0 would otherwise build one block silently
+        raise ConfigError(f"ecm.control_depth is {ecm_cfg.control_depth}: give 1 or more control blocks per level")
     ecm = EnhancedControlModule.for_unet(ecm_cfg, unet)
     return SFCIForecaster(unet, ecm, sfci)
 
