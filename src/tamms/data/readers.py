@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tamms.data.sequence import Scaling, SitsSequence, date_from_filename, parse_date
+from tamms.data.sequence import ChangePair, Scaling, SitsSequence, date_from_filename, parse_date
 from tamms.data.transforms import apply_scaling, compute_scaling, remap_rgb, resolve_bands
 from tamms.errors import AlignmentError, DateError, EmptyInputError, InputError
 
@@ -632,17 +632,6 @@ def read_sequences(root: PathLike, **kwargs: Any) -> list[SitsSequence]:
 
 
 # --- LEVIR-CD and LEVIR-CC -----------------------------------------------------------------------
-@dataclass
-class ChangePair:
-    """A bi-temporal pair: before/after float32 `[3, H, W]` in [0, 1], mask uint8 `[H, W]` (1 = change)."""
-
-    name: str
-    before: np.ndarray
-    after: np.ndarray
-    mask: np.ndarray | None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
 def _rgb01(img: RasterImage) -> np.ndarray:
     data = img.data[:3] if img.count >= 3 else np.repeat(img.data[:1], 3, axis=0)
     divisor = 255.0 if img.dtype == "uint8" else (65535.0 if img.dtype == "uint16" else max(float(data.max()), 1.0))

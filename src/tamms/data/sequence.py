@@ -1,8 +1,12 @@
-"""`SitsSequence`: dated frames of one place, and the dates they carry.
+"""The two kinds of sample the readers return, and the dates they carry.
 
-Frames are time first, `[T, C, H, W]`, sorted by date. Dates are parsed once, here, from ISO
-strings (`2019-09-04`), years (`1985`), compact dates in file names (`20190904`) or `date` objects.
-`to_sample()` gives the sample dict of DESIGN.md that every model and metric consumes.
+- `SitsSequence`: dated frames of one place, time first `[T, C, H, W]`, sorted by date.
+- `ChangePair`: a before/after pair `[C, H, W]` with its change mask (LEVIR-CD style data, OSCD).
+
+Both carry every band with its name (`band_names`, in the vocabulary of `tamms.data.bands`). Dates
+are parsed once, here, from ISO strings (`2019-09-04`), years (`1985`), compact dates in file names
+(`20190904`) or `date` objects. `to_sample()` gives the time-first sample dict every model and metric
+consumes.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from tamms.data.bands import rgb_indices
 from tamms.errors import DateError, InputError
 
 EPOCH = dt.date(1970, 1, 1)
@@ -108,6 +113,20 @@ class Scaling:
         return cls(d["method"], list(d["offset"]), list(d["scale"]), dict(d.get("params", {})), d.get("dtype", "float32"))
 
 
+def _check_band_names(band_names: Sequence[str] | None, num_bands: int) -> None:
+    if band_names is not None and len(band_names) != num_bands:
+        raise InputError(f"{len(band_names)} band_names {list(band_names)} for {num_bands} bands: give one name per band")
+
+
+def default_rgb(band_names: Sequence[str] | None, num_bands: int) -> tuple[int, int, int] | None:
+    """The RGB view: the red, green, blue bands when named so, else the first three bands (a false-colour
+    view, e.g. SWIR1/NIR/red for Landsat stored in that order), else None (grey is repeated)."""
+    found = rgb_indices(band_names)
+    if found is not None:
+        return found
+    return (0, 1, 2) if num_bands >= 3 else None
+
+
 @dataclass
 class SitsSequence:
     """Dated frames of one place.
@@ -171,8 +190,9 @@ class SitsSequence:
                     f"future date {self.future_date} is not after the last frame ({self.dates[-1]}); "
                     "the future frame must come after every input frame"
                 )
-        if self.rgb_bands is None and self.num_bands >= 3:
-            self.rgb_bands = (0, 1, 2)
+        _check_band_names(self.band_names, self.num_bands)
+        if self.rgb_bands is None:
+            self.rgb_bands = default_rgb(self.band_names, self.num_bands)
 
     def _reorder(self, order: np.ndarray) -> None:
         self.frames = self.frames[order]
@@ -256,6 +276,7 @@ class SitsSequence:
             "crs": self.crs,
             "transform": self.transform,
             "meta": dict(self.meta),
+            "band_names": list(self.band_names or []),
         }
         if self.nodata_mask is not None:
             sample["nodata_mask"] = torch.from_numpy(self.nodata_mask.astype(bool))  # [T, H, W]
@@ -268,4 +289,99 @@ class SitsSequence:
             sample["target_time"] = torch.tensor(float(to_days([self.future_date])[0]), dtype=torch.float64)
             if self.future_change_mask is not None:
                 sample["target_mask"] = torch.from_numpy(self.future_change_mask.astype(np.uint8))  # [H, W]
+        return sample
+
+
+@dataclass
+class ChangePair:
+    """A before/after pair of one place, with every band and its change mask.
+
+    name:        the pair's name (file stem; `split/stem` when read from split sub-folders).
+    before:      float32 `[C, H, W]`, in [0, 1] when `scaling` is set (readers scale by default).
+    after:       float32 `[C, H, W]`, same bands and grid as `before`.
+    mask:        uint8 `[H, W]`, 1 = changed, or None for unlabelled pairs.
+    meta:        anything else (`paths`, `source` = the layout it was read from, `band_names_source`...).
+    band_names:  one name per channel, in the vocabulary of `tamms.data.bands`.
+    rgb_bands:   indices of the channels that make an RGB view (default: red/green/blue by name).
+    dates:       (before, after) dates, or None when the data does not give them.
+    captions:    reference change captions (LEVIR-CC), possibly empty.
+    split:       "train" / "val" / "test" when the data says so, else None.
+    scaling:     how raw values became [0, 1] (one Scaling for both images of the pair).
+    crs, transform: georeferencing of the pair's grid (None for PNG/JPEG).
+    nodata_mask: bool `[2, H, W]`, True where a pixel has no valid data, or None.
+    """
+
+    name: str
+    before: np.ndarray
+    after: np.ndarray
+    mask: np.ndarray | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    band_names: list[str] | None = None
+    rgb_bands: tuple[int, int, int] | None = None
+    dates: tuple[dt.date, dt.date] | None = None
+    captions: list[str] = field(default_factory=list)
+    split: str | None = None
+    scaling: Scaling | None = None
+    crs: str | None = None
+    transform: tuple[float, ...] | None = None
+    nodata_mask: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.before, self.after = np.asarray(self.before), np.asarray(self.after)
+        if self.before.ndim != 3 or self.before.shape != self.after.shape:
+            raise InputError(f"pair {self.name}: before {tuple(self.before.shape)} and after "
+                             f"{tuple(self.after.shape)} must both be [C, H, W] of one shape")
+        if self.mask is not None and tuple(self.mask.shape) != self.size:
+            raise InputError(f"pair {self.name}: mask {tuple(self.mask.shape)} does not match the images {self.size}")
+        _check_band_names(self.band_names, self.num_bands)
+        if self.dates is not None:
+            before, after = (parse_date(d) for d in self.dates)
+            if after < before:
+                raise DateError(f"pair {self.name}: the after date {after} is earlier than the before date {before}; "
+                                "swap the images or fix the dates")
+            self.dates = (before, after)
+        if self.rgb_bands is None:
+            self.rgb_bands = default_rgb(self.band_names, self.num_bands)
+
+    @property
+    def num_bands(self) -> int:
+        return int(self.before.shape[0])
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(H, W)"""
+        return int(self.before.shape[1]), int(self.before.shape[2])
+
+    @property
+    def days(self) -> np.ndarray | None:
+        """Days since 1970-01-01 of (before, after), float64 `[2]`, or None without dates."""
+        return None if self.dates is None else to_days(list(self.dates))
+
+    def rgb(self) -> tuple[np.ndarray, np.ndarray]:
+        """(before, after) as float32 `[3, H, W]` views for previews and RGB models (grey repeated)."""
+        if self.rgb_bands is not None:
+            idx = list(self.rgb_bands)
+            return self.before[idx], self.after[idx]
+        return np.repeat(self.before[:1], 3, axis=0), np.repeat(self.after[:1], 3, axis=0)
+
+    def to_sample(self) -> dict[str, Any]:
+        """The time-first sample dict: `image` `[2, C, H, W]` (before, after), `mask` `[H, W]`, and `time`
+        `[2]` (days since 1970) only when the dates are known."""
+        import torch
+
+        image = np.stack([self.before, self.after]).astype(np.float32, copy=False)  # [2, C, H, W]
+        sample: dict[str, Any] = {
+            "image": torch.from_numpy(np.ascontiguousarray(image)),
+            "captions": list(self.captions),
+            "band_names": list(self.band_names or []),
+            "crs": self.crs,
+            "transform": self.transform,
+            "meta": {**self.meta, "name": self.name, "split": self.split},
+        }
+        if self.dates is not None:
+            sample["time"] = torch.from_numpy(self.days)  # [2] float64
+        if self.mask is not None:
+            sample["mask"] = torch.from_numpy(self.mask.astype(np.uint8))  # [H, W]
+        if self.nodata_mask is not None:
+            sample["nodata_mask"] = torch.from_numpy(self.nodata_mask.astype(bool))  # [2, H, W]
         return sample

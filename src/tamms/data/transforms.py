@@ -7,13 +7,17 @@ per frame: a per-frame stretch would turn a brighter year into "change".
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, TypeVar
 
 import numpy as np
 
-from tamms.data.sequence import Scaling
+from tamms.data.bands import rgb_indices, select_bands, standard_band_name
+from tamms.data.sequence import ChangePair, Scaling, SitsSequence
 from tamms.errors import InputError
+
+Item = TypeVar("Item", SitsSequence, ChangePair)
 
 SCALING_METHODS = ("auto", "percentile", "none")
 
@@ -25,7 +29,7 @@ def resolve_bands(bands: Sequence[int | str] | None, band_names: Sequence[str] |
         return list(range(num_bands))
     if isinstance(bands, (int, str)):
         bands = [bands]
-    lowered = [n.lower() for n in band_names] if band_names else None
+    lowered = [standard_band_name(n) for n in band_names] if band_names else None
     out: list[int] = []
     for b in bands:
         if isinstance(b, (int, np.integer)):
@@ -40,14 +44,40 @@ def resolve_bands(bands: Sequence[int | str] | None, band_names: Sequence[str] |
                     f"band {b!r} was asked by name but the data has no band names: select bands by index "
                     "(0-based) or add \"band_names\" to sequence.json"
                 )
-            if b.lower() not in lowered:
-                raise InputError(f"no band named {b!r}; the bands are {list(band_names)}")
-            out.append(lowered.index(b.lower()))
+            if standard_band_name(b) not in lowered:
+                raise InputError(f"no band named {b!r}; the bands are {list(band_names)}: pick bands the data has")
+            out.append(lowered.index(standard_band_name(b)))
         else:
             raise InputError(f"band {b!r} must be an index or a name")
     if not out:
         raise InputError("no bands selected: give at least one band index or name")
     return out
+
+
+def keep_bands(item: Item, wanted: Sequence[str] | None, needed_by: str = "the model") -> Item:
+    """`item` (a `SitsSequence` or `ChangePair`) with only the `wanted` bands, in that order.
+
+    This is how a model takes its input bands from its config (`bands: [red, green, blue, nir]`):
+    names in any spelling the vocabulary knows; a band the data lacks raises an `InputError` naming
+    the missing bands and the bands present. `wanted=None` keeps every band. The band names, RGB view
+    and `Scaling` follow the selection.
+    """
+    if wanted is None:
+        return item
+    idx = select_bands(item.band_names, wanted, needed_by)
+    names = [standard_band_name(w) for w in ([wanted] if isinstance(wanted, str) else wanted)]
+    rgb = rgb_indices(names)
+    if rgb is None and item.rgb_bands is not None and all(b in idx for b in item.rgb_bands):
+        rgb = tuple(idx.index(b) for b in item.rgb_bands)  # the false-colour view survives when kept
+    common: dict[str, Any] = {
+        "band_names": names,
+        "rgb_bands": rgb if rgb is not None else ((0, 1, 2) if len(idx) >= 3 else None),
+        "scaling": None if item.scaling is None else select_scaling(item.scaling, idx),
+    }
+    if isinstance(item, ChangePair):
+        return dataclasses.replace(item, before=item.before[idx], after=item.after[idx], **common)
+    future = None if item.future_frame is None else item.future_frame[idx]
+    return dataclasses.replace(item, frames=item.frames[:, idx], future_frame=future, **common)
 
 
 def remap_rgb(rgb_bands: Sequence[int] | None, selected: Sequence[int]) -> tuple[int, int, int] | None:
