@@ -149,14 +149,61 @@ def test_remove_small_regions_uses_8_connectivity():
     assert kept[0, 0] and kept[2, 2] and not kept[5, 5]
 
 
-def test_tcs_default_detector_is_the_best_trained_one():
-    """Without a detector, TCS uses the detector trained here (issue: the best detector becomes C), and says so."""
-    from tamms.models.change.registry import DEFAULT_DETECTOR
-    from tamms.metrics.temporal import tcs
-    from tamms.utils import default_weights
-
-    if not (default_weights(DEFAULT_DETECTOR) / "model.safetensors").is_file():
-        pytest.skip("no trained detector weights installed")
+def test_tcs_and_future_f1_take_their_detector_as_an_argument():
+    """metrics/ never loads a trained detector: without one, TCS and the F1 say how to pass it."""
     g = torch.Generator().manual_seed(0)
-    a, b, c = (torch.rand(1, 3, 32, 32, generator=g) for _ in range(3))
-    assert tcs(a, b, c)["detector"] == DEFAULT_DETECTOR
+    a, b, c = (torch.rand(1, 3, 16, 16, generator=g) for _ in range(3))
+    with pytest.raises(InputError, match="need a change detector"):
+        tcs(a, b, c, None)
+    with pytest.raises(TypeError):
+        future_change_f1(b, c, target=a)  # detector is a required keyword
+    with pytest.raises(InputError, match="not a ChangeDetector"):
+        tcs(a, b, c, detector=object())
+
+
+def test_metric_classes_live_at_module_level_and_pickle():
+    import pickle
+
+    from tamms.metrics.change import BinaryChangeMetrics, SemanticChangeMetrics
+    from tamms.metrics.image import ImageQuality
+    from tamms.metrics.temporal import TemporalConsistency
+    from tamms.metrics.text import CaptionScores
+
+    for cls in (BinaryChangeMetrics, SemanticChangeMetrics, ImageQuality, TemporalConsistency, CaptionScores):
+        assert "<locals>" not in cls.__qualname__
+    metric = TemporalConsistency(detector=BandZeroDetector())
+    g = torch.Generator().manual_seed(1)
+    prev, last, pred, target = (torch.rand(2, 3, 12, 12, generator=g) for _ in range(4))
+    metric.update(prev, last, pred, target=target)
+    clone = pickle.loads(pickle.dumps(metric))
+    assert float(clone.compute()["TCS"]) == pytest.approx(float(metric.compute()["TCS"]))
+    quality = pickle.loads(pickle.dumps(ImageQuality()))
+    quality.update(pred, target)
+    assert float(quality.compute()["L1"]) == pytest.approx(float((pred - target).abs().mean()), rel=1e-6)
+
+
+def test_metrics_layer_imports_no_model_and_no_circle():
+    """metrics/ sits below models/: no module of it imports tamms.models, tamms.registry or tamms.evaluation,
+    and image.py / _fid.py do not import each other."""
+    import ast
+    from pathlib import Path
+
+    import tamms.metrics
+
+    folder = Path(tamms.metrics.__file__).parent
+    imported = {}
+    for path in folder.glob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+                names.update(f"{node.module}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+        imported[path.stem] = names
+    for stem, names in imported.items():
+        bad = [n for n in names if n.startswith(("tamms.models", "tamms.registry", "tamms.evaluation",
+                                                  "tamms.tasks", "tamms.pipelines"))]
+        assert not bad, f"metrics/{stem}.py imports {bad}"
+    assert not any(n.startswith("tamms.metrics._fid") for n in imported["image"])
+    assert not any(n.startswith("tamms.metrics.image") for n in imported["_fid"])

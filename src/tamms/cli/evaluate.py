@@ -7,6 +7,9 @@
 Captions: P.json maps each id to its candidate string; R.json maps each id to its list of reference
 strings (a LEVIR-CC style file {"pairs": {id: {"captions": [...]}}} is accepted too).
 
+All three are computed by `tamms.evaluation` (the module the demo and the benchmarks use too); every
+F1 and IoU is pooled over all pixels of all items (per-item means appear only as `*_per_case_mean`).
+
 Forecasts: images are matched by file name between --pred and --target (GeoTIFF, PNG, JPEG). Every
 image of a name is scaled to [0, 1] with the Scaling computed from its target ("auto": uint8 /255,
 other integers per-band 2-98 percentiles, ...; or --scaling), so prediction and truth share one mapping.
@@ -143,15 +146,16 @@ def captions_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
 ) -> None:
     """BLEU-1..4, METEOR, ROUGE-L, CIDEr-D (COCO caption evaluation) and caption lengths."""
-    from tamms.metrics.text import CAPTION_KEYS, caption_scores
+    from tamms.evaluation import caption_evaluation
+    from tamms.metrics.text import CAPTION_KEYS
 
     cands, references = load_caption_files(pred, refs)
-    scores = caption_scores(cands, references, meteor=meteor, use_java_tokenizer=True if java_tokenizer else None,
-                            return_info=True)
-    info = scores.pop("info")
+    result = caption_evaluation(cands, references, meteor=meteor,
+                                use_java_tokenizer=True if java_tokenizer else None)
+    info = result.settings
     notes = [f"{info['n']} captions; tokenizer: {info['tokenizer']}; METEOR: {info['METEOR']}"]
-    _print_table("caption metrics (COCO evaluation, fractions)", [(k, scores[k]) for k in CAPTION_KEYS], notes)
-    _write_json(out, {"task": "captions", "scores": scores, "settings": info,
+    _print_table("caption metrics (COCO evaluation, fractions)", [(k, result.scores[k]) for k in CAPTION_KEYS], notes)
+    _write_json(out, {"task": "captions", "scores": result.scores, "settings": info,
                       "pred": str(pred), "refs": str(refs)}, overwrite)
 
 
@@ -212,8 +216,7 @@ def forecasts_command(
     import torch
 
     from tamms.errors import InputError
-    from tamms.metrics import image as im
-    from tamms.metrics import temporal
+    from tamms.evaluation import ForecastEvaluation, load_change_detector
 
     bands = _parse_bands(rgb_bands)
     scaling_option = _parse_scaling(scaling)
@@ -229,12 +232,9 @@ def forecasts_command(
         if (history / "prev").is_dir():
             prev_files = _images_by_name(history / "prev", "history prev")
             _match(prev_files, target_files, history / "prev", target)
-    change_detector = _detector(detector)
+    change_detector = load_change_detector(detector) if last_files else None
 
-    quality = im.ImageQuality(rgb_bands=bands, lpips=im.lpips_available()[0])
-    per_item: dict[str, dict] = {}
-    fid_real, fid_fake = [], []
-    change_counts = {"tp": 0, "fp": 0, "fn": 0}
+    evaluation = ForecastEvaluation(change_detector, rgb_bands=bands)
     for name in names:
         paths = [target_files[name], pred_files[name]]
         if last_files:
@@ -243,64 +243,20 @@ def forecasts_command(
             paths.append(prev_files[name])
         stack, _, _ = _load_scaled(paths, scaling_option, name)
         frames = torch.from_numpy(stack)  # [N, C, H, W]: target, pred, (last), (prev)
-        t, p = frames[0:1], frames[1:2]
-        quality.update(p, t)
-        item = im.image_scores(p, t, bands, perceptual=False)
-        per_item[name] = {k: item[k] for k in ("PSNR", "SSIM", "GSSIM", "L1", "MSE")}
-        fid_real.append(t)
-        fid_fake.append(p)
-        if last_files:
-            last = frames[2:3]
-            if prev_files:
-                out_tcs = temporal.tcs(frames[3:4], last, p, change_detector)
-                per_item[name].update({k: out_tcs[k] for k in ("SPS", "ACS", "TCS")})
-            f1 = temporal.future_change_f1(last, p, target=t, detector=change_detector)
-            per_item[name]["future_change_F1"] = f1["future_change_F1"]
-            for key in change_counts:
-                change_counts[key] += f1[key]
-    scores: dict[str, Any] = {k: float(v) for k, v in quality.compute().items()}
-    notes: list[str] = []
-    scores.setdefault("LPIPS", None)
-    if scores["LPIPS"] is None:
-        notes.append(f"LPIPS: {im.lpips_available()[1]}")
-    from tamms.metrics._fid import fid, fid_available
-
-    ok, reason = fid_available()
-    if ok and len(names) >= 2:
-        real, fake = torch.cat(fid_real), torch.cat(fid_fake)
-        scores["FID"] = fid(real, fake, 2048, bands)
-        scores["FID-64"] = fid(real, fake, 64, bands)
-    else:
-        scores["FID"] = None
-        notes.append(f"FID: {reason or 'needs at least 2 images'}")
-    if prev_files:
-        for key in ("SPS", "ACS", "TCS"):  # mean over sequences
-            scores[key] = sum(per_item[n][key] for n in names) / len(names)
-    else:
-        notes.append("TCS: needs --history with prev/<name> (I_t-1) and last/<name> (I_t)")
-    if last_files:  # pooled over all pixels of all images
-        scores["future_change_F1"] = temporal.f1_from_counts(**change_counts)
-    else:
-        notes.append("future-change F1: needs --history with last/<name> (I_t)")
-    settings = {"rgb_bands": list(bands), "scaling": scaling, "detector": change_detector.name,
-                "ssim": im.SSIM_SETTINGS, "gssim_scales": list(im.GSSIM_SCALES), "n": len(names),
-                "history": str(history) if history else None}
-    order = ["PSNR", "SSIM", "GSSIM", "L1", "MSE", "LPIPS", "FID", "FID-64", "SPS", "ACS", "TCS", "future_change_F1"]
-    rows = [(k, scores[k]) for k in order if k in scores]
-    notes.insert(0, f"{len(names)} images; change detector: {change_detector.name}")
+        evaluation.add(name, frames[1], frames[0], last=frames[2] if last_files else None,
+                       prev=frames[3] if prev_files else None)
+    result = evaluation.result()
+    settings = {**result.settings, "scaling": scaling, "history": str(history) if history else None}
+    rows = [(k, result.scores[k]) for k in FORECAST_ROWS if k in result.scores]
+    notes = [f"{len(names)} images; change detector: {settings['detector'] or 'none (no --history)'}; "
+             "future-change F1 pooled over all pixels", *result.notes]
     _print_table("forecast metrics", rows, notes)
-    _write_json(out, {"task": "forecasts", "scores": scores, "per_item": per_item, "settings": settings,
-                      "notes": notes}, overwrite)
+    _write_json(out, {"task": "forecasts", "scores": result.scores, "counts": result.counts,
+                      "per_item": result.per_case, "settings": settings, "notes": notes}, overwrite)
 
 
-def _detector(name: str):
-    if name == "cva":
-        from tamms.models.change.cva import CVADetector
-
-        return CVADetector()
-    from tamms.models.change.registry import load_detector  # learned detectors, when installed
-
-    return load_detector(name)
+FORECAST_ROWS = ["PSNR", "SSIM", "GSSIM", "L1", "MSE", "LPIPS", "FID", "FID-64", "SPS", "ACS", "TCS",
+                 "future_change_F1", "future_change_F1_per_case_mean"]
 
 
 # ------------------------------------------------------------------------------------------------ changes
@@ -326,46 +282,25 @@ def changes_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
 ) -> None:
     """Precision, recall, F1, IoU, OA, kappa (and SECOND mIoU, SeK, Fscd with --num-classes)."""
-    import numpy as np
-    import torch
-
     from tamms.errors import AlignmentError
-    from tamms.metrics.change import (
-        binary_confusion,
-        binary_scores_from_counts,
-        semantic_confusion,
-        semantic_scores_from_confusion,
-    )
+    from tamms.evaluation import ChangeEvaluation
 
     pred_files, target_files = _images_by_name(pred, "prediction"), _images_by_name(target, "target")
     names = _match(pred_files, target_files, pred, target)
-    counts = np.zeros(4, dtype=np.int64)
-    confusion = np.zeros((num_classes, num_classes)) if num_classes else None
-    per_item = {}
+    evaluation = ChangeEvaluation(num_classes)
     for name in names:
         p, p_valid = _read_mask(pred_files[name])
         t, t_valid = _read_mask(target_files[name])
         if p.shape != t.shape:
             raise AlignmentError(f"{name}: prediction is {p.shape[1]}x{p.shape[0]} px but the target is "
                                  f"{t.shape[1]}x{t.shape[0]}; predict on the target grid")
-        valid = torch.from_numpy(p_valid & t_valid)
-        pt, tt = torch.from_numpy(p), torch.from_numpy(t)
-        c = np.array(binary_confusion((pt > 0)[valid], (tt > 0)[valid]))
-        counts += c
-        per_item[name] = binary_scores_from_counts(*map(int, c))
-        if confusion is not None:
-            confusion += semantic_confusion(pt[valid], tt[valid], num_classes)
-    scores: dict[str, Any] = binary_scores_from_counts(*map(int, counts))
-    if confusion is not None:
-        scores.update({f"SCD {k}": v for k, v in semantic_scores_from_confusion(confusion).items()})
-    rows = list(scores.items())
-    notes = [f"{len(names)} mask pairs; change = value > 0; nodata pixels left out; metrics pooled over all pixels"]
-    _print_table("change detection metrics", rows, notes)
-    _write_json(out, {"task": "changes", "scores": scores, "per_item": per_item,
-                      "confusion": {"tp": int(counts[0]), "fp": int(counts[1]), "fn": int(counts[2]),
-                                    "tn": int(counts[3])},
-                      "settings": {"num_classes": num_classes, "semantic_definition": "SECOND (Yang et al. 2021)"}},
-                overwrite)
+        evaluation.add(name, p, t, valid=p_valid & t_valid)
+    result = evaluation.result()
+    notes = [f"{len(names)} mask pairs; change = value > 0; nodata pixels left out; F1, IoU, kappa from the "
+             "confusion counts pooled over all pixels (per-case means named so)"]
+    _print_table("change detection metrics", list(result.scores.items()), notes)
+    _write_json(out, {"task": "changes", "scores": result.scores, "per_item": result.per_case,
+                      "confusion": result.counts, "settings": result.settings}, overwrite)
 
 
 def register(app: typer.Typer, train_app: typer.Typer) -> None:

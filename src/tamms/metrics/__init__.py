@@ -1,13 +1,16 @@
-"""Metrics for SITS descriptions, forecasts and change maps (definitions: docs/metrics.md, DESIGN.md).
+"""Metrics for SITS descriptions, forecasts and change maps (definitions: docs/metrics.md).
 
 - `tamms.metrics.text`: `caption_scores` (BLEU-1..4, METEOR, ROUGE-L, CIDEr-D, lengths; identical to the
   COCO caption evaluation), `CaptionScores` metric.
 - `tamms.metrics.image`: psnr, ssim, gssim, l1, mse, lpips; `image_scores`, `ImageQuality`; FID / FID-64
   (`tamms.metrics._fid`: `fid`, `FID`).
-- `tamms.metrics.temporal`: `tcs` (SPS, ACS, TCS), `future_change_f1`, `TemporalConsistency`.
+- `tamms.metrics.temporal`: `tcs` (SPS, ACS, TCS), `future_change_f1`, `TemporalConsistency`; all take
+  their change detector as an argument (this layer never loads trained models).
 - `tamms.metrics.change`: `binary_change_scores`, `semantic_change_scores` (SECOND mIoU, SeK, Fscd),
   `BinaryChangeMetrics`, `SemanticChangeMetrics`.
 
+Every metric is a module-level torchmetrics `Metric` (picklable, "sum" states, exact under DDP) with a
+functional twin. Scores for a whole evaluation (pooled counts, per-case rows): `tamms.evaluation`.
 Submodules are imported on first use, so `import tamms.metrics` stays light.
 """
 

@@ -22,7 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torchmetrics import Metric
+
 from tamms.errors import InputError, MetricUnavailableError
+from tamms.metrics._common import hub_file_available, require_hub_file, select_rgb
 
 FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
 FID_DIMS = {"FID": 2048, "FID-64": 64}
@@ -158,10 +161,8 @@ class FIDInceptionV3(nn.Module):
 
     @classmethod
     def from_hub_cache(cls) -> "FIDInceptionV3":
-        from tamms.metrics.image import _require
-
         model = cls()
-        state = torch.load(_require(FID_FILE), map_location="cpu", weights_only=True)
+        state = torch.load(require_hub_file(FID_FILE), map_location="cpu", weights_only=True)
         state = {k: v for k, v in state.items() if not k.startswith(("fc.", "AuxLogits."))}  # classifier unused
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.endswith("num_batches_tracked")]
@@ -188,10 +189,7 @@ class FIDInceptionV3(nn.Module):
 
 
 def fid_available() -> tuple[bool, str]:
-    from tamms.metrics.image import hub_checkpoint_dir
-
-    path = hub_checkpoint_dir() / FID_FILE
-    return (True, "") if path.is_file() else (False, f"unavailable: needs {FID_FILE} in {path.parent}")
+    return hub_file_available(FID_FILE)
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
@@ -229,8 +227,6 @@ _NET: FIDInceptionV3 | None = None
 def inception_features(images: Tensor, dims: int = 2048, rgb_bands: Sequence[int] | None = (0, 1, 2),
                        batch_size: int = 32, net: FIDInceptionV3 | None = None) -> Tensor:
     global _NET
-    from tamms.metrics.image import select_rgb
-
     if net is None:
         if _NET is None:
             _NET = FIDInceptionV3.from_hub_cache()
@@ -250,49 +246,37 @@ def fid(real: Tensor, fake: Tensor, dims: int = 2048, rgb_bands: Sequence[int] |
     return frechet_distance(*stats[0], *stats[1])
 
 
-def _make_fid_metric():
-    from torchmetrics import Metric
+# ----------------------------------------------------------------------------------------- torchmetrics
+class FID(Metric):
+    """FID with feature sums and outer-product sums as "sum" states (exact under DDP).
+    update(images, real: bool). dims=2048 -> "FID", dims=64 -> "FID-64"."""
 
-    class FID(Metric):
-        """FID with feature sums and outer-product sums as "sum" states (exact under DDP).
-        update(images, real: bool). dims=2048 -> "FID", dims=64 -> "FID-64"."""
+    full_state_update = False
+    higher_is_better = False
 
-        full_state_update = False
-        higher_is_better = False
+    def __init__(self, dims: int = 2048, rgb_bands: Sequence[int] | None = (0, 1, 2), net=None, **kwargs: Any):
+        super().__init__(**kwargs)
+        if dims not in (64, 2048):
+            raise InputError("FID dims must be 2048 (FID) or 64 (FID-64)")
+        if net is None:
+            ok, reason = fid_available()
+            if not ok:
+                raise MetricUnavailableError(reason)
+        self.dims, self.rgb_bands, self.net = dims, rgb_bands, net
+        for side in ("real", "fake"):
+            self.add_state(f"{side}_sum", default=torch.zeros(dims, dtype=torch.float64), dist_reduce_fx="sum")
+            self.add_state(f"{side}_outer", default=torch.zeros(dims, dims, dtype=torch.float64),
+                           dist_reduce_fx="sum")
+            self.add_state(f"{side}_count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
-        def __init__(self, dims: int = 2048, rgb_bands: Sequence[int] | None = (0, 1, 2), net=None, **kwargs: Any):
-            super().__init__(**kwargs)
-            if dims not in (64, 2048):
-                raise InputError("FID dims must be 2048 (FID) or 64 (FID-64)")
-            if net is None:
-                ok, reason = fid_available()
-                if not ok:
-                    raise MetricUnavailableError(reason)
-            self.dims, self.rgb_bands, self.net = dims, rgb_bands, net
-            for side in ("real", "fake"):
-                self.add_state(f"{side}_sum", default=torch.zeros(dims, dtype=torch.float64), dist_reduce_fx="sum")
-                self.add_state(f"{side}_outer", default=torch.zeros(dims, dims, dtype=torch.float64),
-                               dist_reduce_fx="sum")
-                self.add_state(f"{side}_count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+    def update(self, images: Tensor, real: bool) -> None:  # type: ignore[override]
+        feats = inception_features(images, self.dims, self.rgb_bands, net=self.net).double()
+        side = "real" if real else "fake"
+        setattr(self, f"{side}_sum", getattr(self, f"{side}_sum") + feats.sum(0))
+        setattr(self, f"{side}_outer", getattr(self, f"{side}_outer") + feats.T @ feats)
+        setattr(self, f"{side}_count", getattr(self, f"{side}_count") + len(feats))
 
-        def update(self, images: Tensor, real: bool) -> None:  # type: ignore[override]
-            feats = inception_features(images, self.dims, self.rgb_bands, net=self.net).double()
-            side = "real" if real else "fake"
-            setattr(self, f"{side}_sum", getattr(self, f"{side}_sum") + feats.sum(0))
-            setattr(self, f"{side}_outer", getattr(self, f"{side}_outer") + feats.T @ feats)
-            setattr(self, f"{side}_count", getattr(self, f"{side}_count") + len(feats))
-
-        def compute(self) -> Tensor:
-            real = statistics_from_sums(self.real_sum, self.real_outer, int(self.real_count))
-            fake = statistics_from_sums(self.fake_sum, self.fake_outer, int(self.fake_count))
-            return torch.tensor(frechet_distance(*real, *fake))
-
-    return FID
-
-
-def __getattr__(name: str):
-    if name == "FID":
-        cls = _make_fid_metric()
-        globals()["FID"] = cls
-        return cls
-    raise AttributeError(name)
+    def compute(self) -> Tensor:
+        real = statistics_from_sums(self.real_sum, self.real_outer, int(self.real_count))
+        fake = statistics_from_sums(self.fake_sum, self.fake_outer, int(self.fake_count))
+        return torch.tensor(frechet_distance(*real, *fake))

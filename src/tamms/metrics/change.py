@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+from torchmetrics import Metric
 
 from tamms.errors import InputError
 
@@ -124,57 +125,44 @@ def semantic_change_scores(pred: Tensor, target: Tensor, num_classes: int) -> di
 
 
 # ----------------------------------------------------------------------------------------- torchmetrics
-def _make_metrics():
-    from torchmetrics import Metric
+class BinaryChangeMetrics(Metric):
+    """Precision, recall, F1, IoU, OA, kappa from summed confusion counts (exact under DDP)."""
 
-    class BinaryChangeMetrics(Metric):
-        """Precision, recall, F1, IoU, OA, kappa from summed confusion counts (exact under DDP)."""
+    full_state_update = False
+    is_differentiable = False
 
-        full_state_update = False
-        is_differentiable = False
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        for name in ("tp", "fp", "fn", "tn"):
+            self.add_state(name, default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
-        def __init__(self, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            for name in ("tp", "fp", "fn", "tn"):
-                self.add_state(name, default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+    def update(self, pred: Tensor, target: Tensor) -> None:  # type: ignore[override]
+        tp, fp, fn, tn = binary_confusion(pred, target)
+        self.tp += tp
+        self.fp += fp
+        self.fn += fn
+        self.tn += tn
 
-        def update(self, pred: Tensor, target: Tensor) -> None:  # type: ignore[override]
-            tp, fp, fn, tn = binary_confusion(pred, target)
-            self.tp += tp
-            self.fp += fp
-            self.fn += fn
-            self.tn += tn
+    def compute(self) -> dict[str, Tensor]:
+        scores = binary_scores_from_counts(int(self.tp), int(self.fp), int(self.fn), int(self.tn))
+        return {k: torch.tensor(v) for k, v in scores.items()}
 
-        def compute(self) -> dict[str, Tensor]:
-            scores = binary_scores_from_counts(int(self.tp), int(self.fp), int(self.fn), int(self.tn))
-            return {k: torch.tensor(v) for k, v in scores.items()}
+class SemanticChangeMetrics(Metric):
+    """SECOND-style OA, mIoU, SeK, Fscd from a summed K x K confusion matrix (exact under DDP).
+    update(pred, target): semantic change maps `[B, H, W]` (0 = no change), both dates."""
 
-    class SemanticChangeMetrics(Metric):
-        """SECOND-style OA, mIoU, SeK, Fscd from a summed K x K confusion matrix (exact under DDP).
-        update(pred, target): semantic change maps `[B, H, W]` (0 = no change), both dates."""
+    full_state_update = False
+    is_differentiable = False
 
-        full_state_update = False
-        is_differentiable = False
+    def __init__(self, num_classes: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.add_state("confusion", default=torch.zeros(num_classes, num_classes, dtype=torch.float64),
+                       dist_reduce_fx="sum")
 
-        def __init__(self, num_classes: int, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self.num_classes = num_classes
-            self.add_state("confusion", default=torch.zeros(num_classes, num_classes, dtype=torch.float64),
-                           dist_reduce_fx="sum")
+    def update(self, pred: Tensor, target: Tensor) -> None:  # type: ignore[override]
+        self.confusion += torch.from_numpy(semantic_confusion(pred, target, self.num_classes))
 
-        def update(self, pred: Tensor, target: Tensor) -> None:  # type: ignore[override]
-            self.confusion += torch.from_numpy(semantic_confusion(pred, target, self.num_classes))
-
-        def compute(self) -> dict[str, Tensor]:
-            scores = semantic_scores_from_confusion(self.confusion.cpu().numpy())
-            return {k: torch.tensor(v) for k, v in scores.items()}
-
-    return {"BinaryChangeMetrics": BinaryChangeMetrics, "SemanticChangeMetrics": SemanticChangeMetrics}
-
-
-def __getattr__(name: str):
-    if name in ("BinaryChangeMetrics", "SemanticChangeMetrics"):
-        classes = _make_metrics()
-        globals().update(classes)
-        return classes[name]
-    raise AttributeError(name)
+    def compute(self) -> dict[str, Tensor]:
+        scores = semantic_scores_from_confusion(self.confusion.cpu().numpy())
+        return {k: torch.tensor(v) for k, v in scores.items()}

@@ -1,4 +1,4 @@
-"""Image metrics for forecasts: PSNR, SSIM, GSSIM, L1, MSE, LPIPS and FID (DESIGN.md "Metric definitions").
+"""Image metrics for forecasts: PSNR, SSIM, GSSIM, L1, MSE and LPIPS (definitions: docs/metrics.md).
 
 Images are float tensors in [0, 1], `[B, C, H, W]` (or `[C, H, W]`), data_range = 1.
 - PSNR: `10 log10(1 / MSE)` per image (over C, H, W), then the mean over images (torchmetrics functional,
@@ -7,7 +7,7 @@ Images are float tensors in [0, 1], `[B, C, H, W]` (or `[C, H, W]`), data_range 
   map where the window lies inside the image, as scikit-image's `gaussian_weights=True,
   use_sample_covariance=False` and Wang et al.'s code), then the mean. torchmetrics computes the map;
   its own mean also covers a reflect-padded 5 px border, which we crop (that alone moves SSIM by ~1e-3).
-- GSSIM (as Sat-JEPA-Diff evaluates it; pinned in DESIGN.md): grey = mean of the RGB bands; at each scale
+- GSSIM (as Sat-JEPA-Diff evaluates it; pinned in docs/metrics.md): grey = mean of the RGB bands; at each scale
   s in (1, 0.5, 0.25) the grey image is resized bilinearly (align_corners=False, no antialias), its 3x3
   Sobel gradient magnitude `sqrt(gx^2 + gy^2 + 1e-8)` is taken (reflect padding), each map is
   min-max normalised to [0, 1] per image, and SSIM (settings above) compares them; GSSIM = mean over the
@@ -17,7 +17,8 @@ Images are float tensors in [0, 1], `[B, C, H, W]` (or `[C, H, W]`), data_range 
   spatial average. The AlexNet backbone is torchvision's ImageNet file `alexnet-owt-7be5be79.pth`, read
   from the torch hub cache (`<torch.hub.get_dir()>/checkpoints/`), never downloaded; a plain-torch copy
   of torchvision's `alexnet.features` loads it (torchvision itself breaks torchmetrics here).
-- FID: `tamms.metrics._fid` (Inception pool3, 2048-d; "FID-64" is the 64-d first-pool variant).
+- FID: `tamms.metrics._fid` (Inception pool3, 2048-d; "FID-64" is the 64-d first-pool variant); it and this
+  module share their helpers through `tamms.metrics._common` and never import each other.
 
 Multi-band images: metrics that need RGB (GSSIM, LPIPS, FID) use the bands given by `rgb_bands`
 (the sequence's `rgb_bands`, default (0, 1, 2)); single-band images are repeated to 3 bands.
@@ -32,8 +33,10 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torchmetrics import Metric
 
 from tamms.errors import InputError, MetricUnavailableError
+from tamms.metrics._common import as_image_batch, hub_checkpoint_dir, hub_file_available, require_hub_file, select_rgb
 
 SSIM_SETTINGS = {"gaussian_kernel": True, "kernel_size": 11, "sigma": 1.5, "k1": 0.01, "k2": 0.03, "data_range": 1.0}
 GSSIM_SCALES = (1.0, 0.5, 0.25)
@@ -41,13 +44,7 @@ ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 
 
 # ------------------------------------------------------------------------------------------------ inputs
-def _batch(x: Tensor) -> Tensor:
-    x = torch.as_tensor(x)
-    if x.ndim == 3:
-        x = x.unsqueeze(0)  # [C, H, W] -> [1, C, H, W]
-    if x.ndim != 4:
-        raise InputError(f"expected images [B, C, H, W] or [C, H, W], got shape {tuple(x.shape)}")
-    return x.to(torch.float64) if x.dtype == torch.float64 else x.float()
+_batch = as_image_batch
 
 
 def _pair(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
@@ -56,17 +53,6 @@ def _pair(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         raise InputError(f"prediction shape {tuple(pred.shape)} differs from target shape {tuple(target.shape)}; "
                          "resample the prediction onto the target grid first")
     return pred, target.to(pred.dtype)
-
-
-def select_rgb(x: Tensor, rgb_bands: Sequence[int] | None = (0, 1, 2)) -> Tensor:
-    """`[B, 3, H, W]`: the RGB bands of a multi-band batch (a single band is repeated)."""
-    x = _batch(x)
-    if x.shape[1] == 1:
-        return x.expand(-1, 3, -1, -1)  # [B, 1, H, W] -> [B, 3, H, W]
-    bands = list(rgb_bands or (0, 1, 2))
-    if len(bands) != 3 or max(bands) >= x.shape[1]:
-        raise InputError(f"rgb_bands {bands} do not fit images with {x.shape[1]} bands; give three band indices")
-    return x[:, bands]
 
 
 # ----------------------------------------------------------------------------------- per-image functions
@@ -163,17 +149,7 @@ def mse(pred: Tensor, target: Tensor) -> Tensor:
 
 
 # ------------------------------------------------------------------------------------------------ LPIPS
-def hub_checkpoint_dir() -> Path:
-    """Where torch keeps hub weight files (`$TORCH_HOME/hub/checkpoints`, default ~/.cache/torch/...)."""
-    return Path(torch.hub.get_dir()) / "checkpoints"
-
-
-def _require(file_name: str) -> Path:
-    path = hub_checkpoint_dir() / file_name
-    if not path.is_file():
-        raise MetricUnavailableError(f"unavailable: needs {file_name} in {path.parent} (copy the standard "
-                                     "weight file there; tamms never downloads)")
-    return path
+_require = require_hub_file
 
 
 def alexnet_features() -> torch.nn.Sequential:
@@ -240,8 +216,7 @@ _LPIPS_NET: LPIPSAlex | None = None
 
 
 def lpips_available() -> tuple[bool, str]:
-    path = hub_checkpoint_dir() / ALEXNET_FILE
-    return (True, "") if path.is_file() else (False, f"unavailable: needs {ALEXNET_FILE} in {path.parent}")
+    return hub_file_available(ALEXNET_FILE)
 
 
 def lpips_per_image(pred: Tensor, target: Tensor, rgb_bands: Sequence[int] | None = (0, 1, 2),
@@ -283,53 +258,36 @@ def image_scores(pred: Tensor, target: Tensor, rgb_bands: Sequence[int] | None =
 
 
 # ----------------------------------------------------------------------------------------- torchmetrics
-def _make_metric_classes():
-    from torchmetrics import Metric
+class ImageQuality(Metric):
+    """PSNR, SSIM, GSSIM, L1, MSE (and LPIPS when its weight file is present): per-image values are
+    summed in "sum"-reduced states, so under DDP the result is the exact mean over all images."""
 
-    class ImageQuality(Metric):
-        """PSNR, SSIM, GSSIM, L1, MSE (and LPIPS when its weight file is present): per-image values are
-        summed in "sum"-reduced states, so under DDP the result is the exact mean over all images."""
+    full_state_update = False
+    is_differentiable = False
 
-        full_state_update = False
-        is_differentiable = False
+    def __init__(self, rgb_bands: Sequence[int] | None = (0, 1, 2), lpips: bool = False, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.rgb_bands = tuple(rgb_bands) if rgb_bands is not None else None
+        self.use_lpips = lpips
+        if lpips:
+            ok, reason = lpips_available()
+            if not ok:
+                raise MetricUnavailableError(reason)
+        self._names = ["PSNR", "SSIM", "GSSIM", "L1", "MSE"] + (["LPIPS"] if lpips else [])
+        for name in self._names:
+            self.add_state(f"sum_{name}", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
-        def __init__(self, rgb_bands: Sequence[int] | None = (0, 1, 2), lpips: bool = False, **kwargs: Any):
-            super().__init__(**kwargs)
-            self.rgb_bands = tuple(rgb_bands) if rgb_bands is not None else None
-            self.use_lpips = lpips
-            if lpips:
-                ok, reason = lpips_available()
-                if not ok:
-                    raise MetricUnavailableError(reason)
-            self._names = ["PSNR", "SSIM", "GSSIM", "L1", "MSE"] + (["LPIPS"] if lpips else [])
-            for name in self._names:
-                self.add_state(f"sum_{name}", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-            self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+    def update(self, pred: Tensor, target: Tensor) -> None:  # type: ignore[override]
+        pred, target = _pair(pred, target)
+        values = {"PSNR": psnr_per_image(pred, target), "SSIM": ssim_per_image(pred, target),
+                  "GSSIM": gssim_per_image(pred, target, self.rgb_bands),
+                  "L1": l1_per_image(pred, target), "MSE": mse_per_image(pred, target)}
+        if self.use_lpips:
+            values["LPIPS"] = lpips_per_image(pred, target, self.rgb_bands)
+        for name in self._names:
+            setattr(self, f"sum_{name}", getattr(self, f"sum_{name}") + values[name].double().sum())
+        self.count += pred.shape[0]
 
-        def update(self, pred: Tensor, target: Tensor) -> None:  # type: ignore[override]
-            pred, target = _pair(pred, target)
-            values = {"PSNR": psnr_per_image(pred, target), "SSIM": ssim_per_image(pred, target),
-                      "GSSIM": gssim_per_image(pred, target, self.rgb_bands),
-                      "L1": l1_per_image(pred, target), "MSE": mse_per_image(pred, target)}
-            if self.use_lpips:
-                values["LPIPS"] = lpips_per_image(pred, target, self.rgb_bands)
-            for name in self._names:
-                setattr(self, f"sum_{name}", getattr(self, f"sum_{name}") + values[name].double().sum())
-            self.count += pred.shape[0]
-
-        def compute(self) -> dict[str, Tensor]:
-            return {name: getattr(self, f"sum_{name}") / self.count for name in self._names}
-
-    return {"ImageQuality": ImageQuality}
-
-
-def __getattr__(name: str):
-    if name == "ImageQuality":
-        classes = _make_metric_classes()
-        globals().update(classes)
-        return classes[name]
-    if name in ("FID", "fid", "fid_available", "frechet_distance"):
-        from tamms.metrics import _fid
-
-        return getattr(_fid, name)
-    raise AttributeError(name)
+    def compute(self) -> dict[str, Tensor]:
+        return {name: getattr(self, f"sum_{name}") / self.count for name in self._names}

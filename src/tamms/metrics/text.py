@@ -35,6 +35,7 @@ from operator import add
 from typing import Any
 
 import numpy as np
+from torchmetrics import Metric
 
 try:  # the C helper behind Counter.update (pure-Python fallback on other interpreters)
     from _collections import _count_elements
@@ -410,59 +411,46 @@ def caption_scores(candidates: Mapping[Any, str], references: Mapping[Any, Seque
 
 
 # ------------------------------------------------------------------------------------------ torchmetrics
-def _make_caption_metric():
-    from torchmetrics import Metric
+class CaptionScores(Metric):
+    """Caption metrics over a whole evaluation (corpus-level BLEU and CIDEr-D need all captions).
 
-    class CaptionScores(Metric):
-        """Caption metrics over a whole evaluation (corpus-level BLEU and CIDEr-D need all captions).
+    update(candidates: list[str], references: list[list[str]]) (or dicts keyed by id). States are
+    Python lists of strings; under DDP they are gathered with `all_gather_object` before compute,
+    so every rank computes the same corpus scores. Ids are made unique as (rank, position)."""
 
-        update(candidates: list[str], references: list[list[str]]) (or dicts keyed by id). States are
-        Python lists of strings; under DDP they are gathered with `all_gather_object` before compute,
-        so every rank computes the same corpus scores. Ids are made unique as (rank, position)."""
+    full_state_update = False
+    higher_is_better = True
+    is_differentiable = False
 
-        full_state_update = False
-        higher_is_better = True
-        is_differentiable = False
+    def __init__(self, meteor: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.meteor = meteor
+        self.add_state("candidates", default=[], dist_reduce_fx=None)
+        self.add_state("references", default=[], dist_reduce_fx=None)
 
-        def __init__(self, meteor: bool = True, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self.meteor = meteor
-            self.add_state("candidates", default=[], dist_reduce_fx=None)
-            self.add_state("references", default=[], dist_reduce_fx=None)
+    def update(self, candidates, references) -> None:  # type: ignore[override]
+        if isinstance(candidates, Mapping):
+            keys = list(references.keys())
+            _check_inputs(candidates, references)
+            candidates, references = [candidates[k] for k in keys], [list(references[k]) for k in keys]
+        if len(candidates) != len(references):
+            from tamms.errors import InputError
 
-        def update(self, candidates, references) -> None:  # type: ignore[override]
-            if isinstance(candidates, Mapping):
-                keys = list(references.keys())
-                _check_inputs(candidates, references)
-                candidates, references = [candidates[k] for k in keys], [list(references[k]) for k in keys]
-            if len(candidates) != len(references):
-                from tamms.errors import InputError
+            raise InputError(f"{len(candidates)} candidates but {len(references)} reference lists; give one each")
+        self.candidates.extend(str(c) for c in candidates)
+        self.references.extend([str(r) for r in refs] for refs in references)
 
-                raise InputError(f"{len(candidates)} candidates but {len(references)} reference lists; give one each")
-            self.candidates.extend(str(c) for c in candidates)
-            self.references.extend([str(r) for r in refs] for refs in references)
+    def _sync_dist(self, dist_sync_fn=None, process_group=None) -> None:  # strings: gather objects
+        import torch.distributed as dist
 
-        def _sync_dist(self, dist_sync_fn=None, process_group=None) -> None:  # strings: gather objects
-            import torch.distributed as dist
+        gathered: list = [None] * dist.get_world_size(process_group)
+        dist.all_gather_object(gathered, (self.candidates, self.references), group=process_group)
+        self.candidates = [c for cands, _ in gathered for c in cands]
+        self.references = [r for _, refs in gathered for r in refs]
 
-            gathered: list = [None] * dist.get_world_size(process_group)
-            dist.all_gather_object(gathered, (self.candidates, self.references), group=process_group)
-            self.candidates = [c for cands, _ in gathered for c in cands]
-            self.references = [r for _, refs in gathered for r in refs]
-
-        def compute(self) -> dict:
-            return caption_scores(dict(enumerate(self.candidates)), dict(enumerate(self.references)),
-                                  meteor=self.meteor)
-
-    return CaptionScores
-
-
-def __getattr__(name: str):  # the Metric class is built lazily so importing this module stays light
-    if name == "CaptionScores":
-        cls = _make_caption_metric()
-        globals()["CaptionScores"] = cls
-        return cls
-    raise AttributeError(name)
+    def compute(self) -> dict:
+        return caption_scores(dict(enumerate(self.candidates)), dict(enumerate(self.references)),
+                              meteor=self.meteor)
 
 
 def bleu(candidates: Mapping, references: Mapping) -> list[float]:
