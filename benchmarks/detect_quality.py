@@ -7,9 +7,10 @@
   training); building change. UniChange is asked for "the changed building areas" there.
 - Speed: wall time to detect one 256x256 pair (median of 5 after a warm-up), one thread.
 
-Scores are dataset-level (confusion counts summed over all pixels of the split), fractions not percent.
+Scores are dataset-level (confusion counts summed over all pixels of the split; tamms.evaluation), fractions
+not percent.
 
-    OMP_NUM_THREADS=1 python benchmarks/detect_quality.py [--sequences 40] [--out benchmarks/results]
+    OMP_NUM_THREADS=1 python benchmarks/detect_quality.py [--sequences 40] [--out benchmarks/results] [--data DIR]
 """
 
 from __future__ import annotations
@@ -30,22 +31,23 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-LEVIR = ROOT.parent / "shared" / "data" / "levir_cd"
+SHARED = ROOT.parent / "shared" / "data"
 
 
 def binary_scores(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
-    from tamms.metrics.change import binary_change_scores
+    """Pooled binary scores of change masks `[B, H, W]` (tamms.evaluation)."""
+    from tamms.evaluation import change_scores
 
-    return binary_change_scores(torch.from_numpy(np.asarray(pred)), torch.from_numpy(np.asarray(target)))
+    return change_scores(pred, target)
 
 
 def semantic_scores(pred_before, pred_after, true_before, true_after, num_classes: int) -> dict[str, float]:
     """SECOND style: maps of both dates (0 = no change, k + 1 = class k where changed) stacked on the batch axis."""
-    from tamms.metrics.change import semantic_change_scores
+    from tamms.evaluation import change_scores
 
-    pred = torch.from_numpy(np.concatenate([pred_before, pred_after]))
-    target = torch.from_numpy(np.concatenate([true_before, true_after]))
-    return semantic_change_scores(pred, target, num_classes=num_classes)
+    pred, target = np.concatenate([pred_before, pred_after]), np.concatenate([true_before, true_after])
+    scores = change_scores(pred, target, num_classes=num_classes)
+    return {k[len("SCD "):]: v for k, v in scores.items() if k.startswith("SCD ")}
 
 
 def synthetic_test_pairs(n_sequences: int):
@@ -94,7 +96,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sequences", type=int, default=40, help="test-split synthetic sequences")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--data", type=Path, default=SHARED, help="real data folder holding levir_cd/ "
+                        "(default ../shared/data beside the checkout)")
     args = parser.parse_args(argv)
+    levir_dir = args.data / "levir_cd"
     torch.set_num_threads(1)
 
     from tamms.models.change.registry import DEFAULT_DETECTOR, load_detector
@@ -105,10 +110,10 @@ def main(argv=None) -> int:
     syn_change = np.stack([p["change"] for p in syn])
     lc_b, lc_a = np.stack([p["lc_before"] for p in syn]), np.stack([p["lc_after"] for p in syn])
     levir = []
-    if LEVIR.is_dir():
+    if levir_dir.is_dir():
         from tamms.tasks.detect import levir_pairs
 
-        levir = levir_pairs(LEVIR, "test_")
+        levir = levir_pairs(levir_dir, "test_")
     print(f"{len(syn)} synthetic test pairs from {args.sequences} sequences, {len(levir)} LEVIR-CD test tiles "
           f"({time.time() - t0:.1f} s)", flush=True)
 

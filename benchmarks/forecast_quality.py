@@ -5,12 +5,14 @@ Test data:
               the last 3 input frames -> the future frame; the true future change mask is exact.
   naip_nd_a, landsat_pucallpa_a (../shared/data): the 3 frames before the last -> the last frame
               (never seen in training); the "true" change is C(I_t, I_{t+1}) of the detector.
-Metrics (DESIGN.md): PSNR, SSIM, GSSIM, LPIPS (when its weights are in the torch hub cache), TCS with
-SPS and ACS (detector named), future-change F1. Diffusion models: the mean of `--samples` samples (what
+Metrics (tamms.evaluation, definitions in docs/metrics.md): PSNR, SSIM, GSSIM, L1, MSE, LPIPS (when its
+weights are in the torch hub cache), TCS with SPS and ACS (detector named, mean over cases), and the
+future-change F1 pooled over all pixels of all cases of a source (its per-case mean shown beside it,
+named so: a case without change scores a free 1 there). Diffusion models: the mean of `--samples` samples (what
 `tamms forecast --samples K` writes), DDIM, `--steps` steps; the sweep adds single samples.
 Also: the time of one 64x64 forecast with 20 sampler steps.
 
-    OMP_NUM_THREADS=1 python benchmarks/forecast_quality.py [--max-synthetic 48] [--steps 20]
+    OMP_NUM_THREADS=1 python benchmarks/forecast_quality.py [--max-synthetic 48] [--steps 20] [--data DIR]
 
 Writes benchmarks/results/forecast_quality.{json,md} and forecast_strip_*.png.
 """
@@ -66,12 +68,12 @@ def synthetic_cases(n_pool: int, limit: int) -> list[Case]:
     return cases
 
 
-def real_cases() -> list[Case]:
+def real_cases(data_dir: Path = SHARED) -> list[Case]:
     from tamms.data.readers import read_sequence
 
     cases = []
     for name in ("naip_nd_a", "landsat_pucallpa_a"):
-        path = SHARED / name
+        path = Path(data_dir) / name
         if not path.exists():
             continue
         seq = read_sequence(path)
@@ -121,32 +123,23 @@ def time_one_forecast(steps: int = 20, repeats: int = 3) -> dict:
 
 
 def evaluate(cases: list[Case], preds: list[np.ndarray], detector) -> dict[str, dict[str, float]]:
-    """Per source: mean of each metric over its cases (tamms.metrics, settings of DESIGN.md)."""
-    from tamms.metrics.image import image_scores
-    from tamms.metrics.temporal import future_change_f1, tcs
+    """Per source: the scores of tamms.evaluation over its cases (future-change F1 pooled over pixels)."""
+    from tamms.evaluation import ForecastEvaluation
 
-    by_source: dict[str, dict[str, list[float]]] = {}
-    for c, p in zip(cases, preds):
-        pred = torch.from_numpy(p)[None].float().clamp(0, 1)  # [1, 3, H, W]
-        target = torch.from_numpy(c.target)[None].float()
+    by_source: dict[str, ForecastEvaluation] = {}
+    for i, (c, p) in enumerate(zip(cases, preds)):
         frames = c.sequence.rgb()  # [T, 3, H, W]
-        prev, last = torch.from_numpy(frames[-2])[None], torch.from_numpy(frames[-1])[None]
-        scores = image_scores(pred, target)
-        row = {k: scores[k] for k in ("PSNR", "SSIM", "GSSIM")}
-        row["LPIPS"] = scores["LPIPS"] if scores["LPIPS"] is not None else float("nan")
-        if scores["LPIPS"] is None:
-            evaluate.lpips_note = scores["notes"].get("LPIPS")
-        t = tcs(prev, last, pred, detector=detector)
-        row["SPS"], row["ACS"], row["TCS"] = t["SPS"], t["ACS"], t["TCS"]
-        if c.true_change is not None:
-            f1 = future_change_f1(last, pred, true_mask=torch.from_numpy(c.true_change)[None], detector=detector)
-        else:
-            f1 = future_change_f1(last, pred, target=target, detector=detector)
-        row["future_change_F1"] = f1["future_change_F1"]
-        for k, v in row.items():
-            by_source.setdefault(c.source, {}).setdefault(k, []).append(float(v))
-    return {src: {k: (None if np.all(np.isnan(v)) else float(np.nanmean(v))) for k, v in d.items()}
-            for src, d in by_source.items()}
+        evaluation = by_source.setdefault(c.source, ForecastEvaluation(detector, fid=False))
+        evaluation.add(f"{i}:{c.name}", np.clip(p, 0, 1), c.target, last=frames[-1], prev=frames[-2],
+                       true_change=c.true_change)  # no exact truth (real data): C(I_t, I_t+1)
+    out = {}
+    for src, evaluation in by_source.items():
+        result = evaluation.result()
+        lpips_note = next((n for n in result.notes if n.startswith("LPIPS")), None)
+        if lpips_note:
+            evaluate.lpips_note = lpips_note
+        out[src] = {**result.scores, "future_change_counts": result.counts}
+    return out
 
 
 def strips(cases: list[Case], predictions: dict[str, list[np.ndarray]], which: list[int]) -> list[str]:
@@ -168,12 +161,15 @@ def strips(cases: list[Case], predictions: dict[str, list[np.ndarray]], which: l
 
 
 def markdown(result: dict) -> str:
-    cols = ["PSNR", "SSIM", "GSSIM", "LPIPS", "TCS", "SPS", "ACS", "future_change_F1"]
+    cols = ["PSNR", "SSIM", "GSSIM", "LPIPS", "TCS", "SPS", "ACS", "future_change_F1", "future_change_F1_per_case_mean"]
     lines = ["# Forecast quality\n", f"Command: `{result['command']}`  ", f"Date: {result['date']}  ",
              f"Change detector in TCS and future-change F1: **{result['detector']}**  ",
              f"Sampler: DDIM, mean of {result.get('samples', 1)} samples, seed {result['seed']}, steps per model: "
              f"{result.get('sampler_steps')}  ",
-             "Test cases: " + ", ".join(f"{k}: {v}" for k, v in result["counts"].items()) + "\n"]
+             "Test cases: " + ", ".join(f"{k}: {v}" for k, v in result["counts"].items()) + "  ",
+             "future_change_F1: pooled over all pixels of all cases of a source (TP, FP, FN summed); "
+             "future_change_F1_per_case_mean: the mean of per-case F1s, where a case without true or "
+             "predicted change scores 1\n"]
     for src in result["counts"]:
         lines.append(f"\n## {src}\n")
         lines.append("| model | " + " | ".join(cols) + " |")
@@ -185,7 +181,7 @@ def markdown(result: dict) -> str:
             vals = [("-" if m.get(c) is None else f"{m[c]:.4f}") for c in cols]
             lines.append(f"| {model} | " + " | ".join(vals) + " |")
     if result.get("cross_check"):
-        cols_x = ["TCS", "SPS", "ACS", "future_change_F1"]
+        cols_x = ["TCS", "SPS", "ACS", "future_change_F1", "future_change_F1_per_case_mean"]
         lines.append(f"\n## Cross-check: TCS and future-change F1 with {result['cross_check_detector']}\n")
         lines.append("| source | model | " + " | ".join(cols_x) + " |")
         lines.append("|---|---|" + "---|" * len(cols_x))
@@ -227,15 +223,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cache", default="/tmp/tamms-forecast-bench",
                     help="folder keeping each model's predictions (npz) for --reuse")
     ap.add_argument("--reuse", default="", help="comma-separated models whose cached predictions are reused")
+    ap.add_argument("--data", type=Path, default=SHARED, help="folder of the real sequences (naip_nd_a, "
+                    "landsat_pucallpa_a); default ../shared/data beside the checkout")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
-    from tamms.models.change.cva import CVADetector
-    from tamms.models.change.registry import load_detector
+    from tamms.evaluation import load_change_detector
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    cases = synthetic_cases(args.pool, args.max_synthetic) + real_cases()
-    detector = load_detector(args.detector)  # "default": the best detector trained here, as `tamms evaluate`
-    cross_check = CVADetector()  # TCS and F1 again with the classical detector: a result should not hinge on C
+    cases = synthetic_cases(args.pool, args.max_synthetic) + real_cases(args.data)
+    detector = load_change_detector(args.detector)  # "default": the best detector trained here, as `tamms evaluate`
+    cross_check = load_change_detector("cva")  # TCS and F1 again with the classical detector: a result should not hinge on C
     threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
     result = {"command": threads + "python benchmarks/forecast_quality.py " + " ".join(argv or sys.argv[1:]),
               "samples": args.samples,
@@ -268,7 +265,8 @@ def main(argv: list[str] | None = None) -> None:
         if name.startswith("tamms") or name.startswith("satjepa"):
             result.setdefault("sampler_steps", {})[name] = getattr(run_model, "steps_used", args.steps)
         result["metrics"][name] = evaluate(cases, preds, detector)
-        result["cross_check"][name] = {src: {k: m[k] for k in ("TCS", "SPS", "ACS", "future_change_F1")}
+        result["cross_check"][name] = {src: {k: m[k] for k in ("TCS", "SPS", "ACS", "future_change_F1",
+                                                                 "future_change_F1_per_case_mean")}
                                        for src, m in evaluate(cases, preds, cross_check).items()}
         print(name, json.dumps(result["metrics"][name]), f"{secs:.0f}s", flush=True)
     if getattr(evaluate, "lpips_note", None):

@@ -39,3 +39,30 @@ def test_tables_take_our_numbers_from_each_benchmark(tmp_path):
 def test_unknown_part_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match="choose from"):
         run_benchmarks(tmp_path, parts=["nope"])
+
+
+def test_benchmarks_folder_is_explicit(tmp_path, monkeypatch):
+    """The scripts are found in --benchmarks (default ./benchmarks), never next to the installed package."""
+    from pathlib import Path
+
+    from tamms.benchmark import find_benchmarks_dir
+
+    monkeypatch.chdir(tmp_path)  # no benchmarks/ here
+    with pytest.raises(InputError, match="--benchmarks"):
+        run_benchmarks(tmp_path / "out", run=False)
+    repo_benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
+    assert find_benchmarks_dir(repo_benchmarks) == repo_benchmarks
+    monkeypatch.chdir(repo_benchmarks.parent)
+    assert find_benchmarks_dir() == repo_benchmarks
+
+
+def test_tables_only_reads_the_results_of_the_given_folder(tmp_path):
+    bench = tmp_path / "benchmarks"
+    (bench / "results").mkdir(parents=True)
+    (bench / "forecast_quality.py").write_text("# placeholder: --tables-only never runs it\n")
+    _write(bench / "results", "forecast_quality.json", {"command": "fq", "detector": "siamese", "metrics": {
+        "tamms": {"synthetic": {"PSNR": 24.0, "SSIM": 0.8, "LPIPS": None, "TCS": 0.6}}}})
+    result = run_benchmarks(benchmarks_dir=bench, run=False)
+    assert bench / "results" / "paper_tables.md" in result.written
+    tables = json.loads((bench / "results" / "paper_tables.json").read_text())
+    assert dict(tables["tamms_table1"]["ours"])["TAMMs-small (ours)"][4:] == [24.0, 0.8, None, 0.6]

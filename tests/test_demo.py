@@ -34,8 +34,15 @@ def test_demo_writes_report_and_sane_numbers(demo_run):
         row = summary["forecast_synthetic"][model]
         assert 5 < row["PSNR"] < 60 and 0 <= row["SSIM"] <= 1 and 0 <= row["GSSIM"] <= 1
         assert 0 <= row["TCS"] <= 1 and 0 <= row["SPS"] <= 1 and 0 <= row["ACS"] <= 1
-        assert 0 <= row["future-change F1"] <= 1
-    # persistence repeats the last frame: its forecast changes nothing, so its TCS is 1 only where history has no change
+        assert 0 <= row["future_change_F1"] <= 1 and 0 <= row["future_change_F1_per_case_mean"] <= 1
+        # the headline future-change F1 is pooled: TP, FP, FN summed over the sequences, then one F1
+        counts = {k: sum(seq["metrics"][model][k] for seq in summary["sequences"]) for k in ("tp", "fp", "fn")}
+        pooled = 1.0 if not any(counts.values()) else 2 * counts["tp"] / (2 * counts["tp"] + counts["fp"] + counts["fn"])
+        assert row["future_change_F1"] == pytest.approx(pooled)
+        per_case = [seq["metrics"][model]["future_change_F1"] for seq in summary["sequences"]]
+        assert row["future_change_F1_per_case_mean"] == pytest.approx(sum(per_case) / len(per_case))
+    detection = summary["detection_synthetic"]
+    assert 0 <= detection["F1"] <= 1 and "F1_per_case_mean" in detection
     for seq in summary["sequences"]:
         assert seq["description"].strip()
         assert len(seq["references"]) == 5
@@ -47,6 +54,28 @@ def test_demo_writes_report_and_sane_numbers(demo_run):
     assert summary["settings"]["tcs_detector"] in html
     if data is not None:
         assert summary["real_series"] and summary["levir_pairs"]
+
+
+def test_demo_cli_reads_real_data_only_when_given(tmp_path, monkeypatch):
+    """Nothing defaults to ../shared/data: `tamms demo` passes a data folder only when --data names one."""
+    import tamms.demo
+    from tamms.cli import main
+
+    seen = []
+
+    def fake_run_demo(out, data_dir=None, config=None, overwrite=False):
+        seen.append(data_dir)
+        summary = {"description": {}, "forecast_synthetic": {}, "settings": {"tcs_detector": "x"}}
+        return tamms.demo.DemoResult(out, out / "index.html", out / "results.json", 0.0, summary)
+
+    monkeypatch.setattr(tamms.demo, "run_demo", fake_run_demo)
+    work = tmp_path / "checkout"
+    (tmp_path / "shared" / "data").mkdir(parents=True)  # a ../shared/data beside the working folder
+    work.mkdir()
+    monkeypatch.chdir(work)
+    main(["demo", "--out", str(tmp_path / "d1")])
+    main(["demo", "--out", str(tmp_path / "d2"), "--data", str(tmp_path / "shared" / "data")])
+    assert seen == [None, tmp_path / "shared" / "data"]
 
 
 def test_demo_refuses_to_overwrite(demo_run):

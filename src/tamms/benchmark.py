@@ -1,9 +1,11 @@
 """`tamms benchmark`: run the quality benchmarks, then write the tables that mirror the papers'.
 
-Each benchmark is a script in `benchmarks/` of a source checkout (they need the synthetic world and,
-for the real rows, `../shared/data`). This module runs them with the same Python, then reads their
-JSON results and lays our numbers out with the rows and columns of TAMMs tables 1 and 2 and of the
-Sat-JEPA-Diff table, the papers' numbers alongside, marked as theirs.
+Each benchmark is a script in the `benchmarks/` folder of a source checkout, given explicitly
+(`benchmarks_dir`, default `./benchmarks` of the current directory: run from the checkout's root). The
+scripts need the synthetic world and, for the real rows, a data folder (`data_dir`, passed on as
+`--data`). This module runs them with the same Python, then reads their JSON results and lays our
+numbers out with the rows and columns of TAMMs tables 1 and 2 and of the Sat-JEPA-Diff table, the
+papers' numbers alongside, marked as theirs.
 """
 
 from __future__ import annotations
@@ -21,10 +23,8 @@ from tamms.report import paper_numbers as paper
 from tamms.report.html import HtmlReport, markdown_table
 from tamms.utils import write_text_atomic
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPTS = REPO / "benchmarks"
-
 # per part: script, arguments for --quick, arguments for the full run
+SCRIPT_ARGS_WITH_DATA = ("describe", "forecast", "detect")
 PARTS: dict[str, tuple[str, list[str], list[str]]] = {
     "describe": ("describe_quality.py", ["--limit", "40", "--skip-beam", "--parts", "default,baselines,ablations"], []),
     "forecast": ("forecast_quality.py", ["--max-synthetic", "8", "--sweep", "2", "--no-timing"], []),
@@ -39,30 +39,43 @@ class BenchmarkResult:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def run_benchmarks(out: str | Path, quick: bool = False, parts: list[str] | None = None,
-                   data_dir: str | Path | None = None, run: bool = True) -> BenchmarkResult:
-    """Run the chosen benchmark scripts (all by default) and write the mirrored tables into `out`."""
+def find_benchmarks_dir(benchmarks_dir: str | Path | None = None) -> Path:
+    """The benchmarks folder (default `./benchmarks`); a clear error naming the fix when it is not there."""
+    folder = Path(benchmarks_dir) if benchmarks_dir is not None else Path.cwd() / "benchmarks"
+    if not (folder / PARTS["forecast"][0]).is_file():
+        raise InputError(f"no tamms benchmark scripts in {folder.resolve()}: run from the root of a tamms source "
+                         "checkout, or pass --benchmarks PATH/TO/tamms/benchmarks")
+    return folder.resolve()
+
+
+def run_benchmarks(out: str | Path | None = None, benchmarks_dir: str | Path | None = None, quick: bool = False,
+                   parts: list[str] | None = None, data_dir: str | Path | None = None,
+                   run: bool = True) -> BenchmarkResult:
+    """Run the chosen benchmark scripts of `benchmarks_dir` (all by default) and write the mirrored tables
+    into `out` (default `benchmarks_dir/results`)."""
     from rich.console import Console
 
     chosen = parts or list(PARTS)
     unknown = [p for p in chosen if p not in PARTS]
     if unknown:
         raise InputError(f"unknown benchmark part(s) {unknown}: choose from {', '.join(PARTS)}")
-    if run and not SCRIPTS.is_dir():
-        raise InputError(f"the benchmark scripts are not here ({SCRIPTS}): run tamms benchmark from a source "
-                         "checkout of tamms (git clone, then pip install -e .)")
-    out_dir = Path(out)
+    scripts = find_benchmarks_dir(benchmarks_dir)
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise InputError(f"--data {data_dir} is not a folder: give the folder that holds the real data")
+    out_dir = Path(out) if out is not None else scripts / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     console = Console(stderr=True)
     result = BenchmarkResult()
     for part in chosen if run else []:
         script, quick_args, full_args = PARTS[part]
-        args = [sys.executable, str(SCRIPTS / script), *(quick_args if quick else full_args)]
+        args = [sys.executable, str(scripts / script), *(quick_args if quick else full_args)]
         if part in ("describe", "detect"):
             args += ["--out", str(out_dir)]
+        if data_dir is not None and part in SCRIPT_ARGS_WITH_DATA:
+            args += ["--data", str(Path(data_dir).resolve())]
         console.print(f"[bold]benchmark {part}[/]: {' '.join(args[1:])}")
         start = time.perf_counter()
-        proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True)
+        proc = subprocess.run(args, cwd=scripts.parent, capture_output=True, text=True)
         if proc.returncode != 0:
             lines = (proc.stderr or proc.stdout).strip().splitlines()
             result.failed[part] = lines[-1] if lines else f"exit status {proc.returncode}"
@@ -70,7 +83,7 @@ def run_benchmarks(out: str | Path, quick: bool = False, parts: list[str] | None
         else:
             console.print(f"{part} done in {time.perf_counter() - start:.0f} s")
     # the scripts that write to benchmarks/results by default: read them from there when out differs
-    sources = [out_dir, REPO / "benchmarks" / "results"]
+    sources = [out_dir, scripts / "results"]
     tables = build_tables(sources, quick=quick)
     tables["failed"] = result.failed
     stem = out_dir / "paper_tables"

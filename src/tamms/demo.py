@@ -5,9 +5,11 @@ Steps (each shown with a progress bar):
 2. load the shipped weights (or, with `train=True`, retrain small models from scratch first);
 3. per sequence: describe the changes, forecast the future date (K samples -> mean + spread) with the
    TAMMs forecaster and with persistence, detect the changes between frames and into the future;
-4. real series found under `data_dir` (sequence folders, LEVIR-CD pairs) get the same treatment
-   without the synthetic truth;
-5. score everything against the truth and against persistence; write `index.html` + `results.json`.
+4. real series found under `data_dir` (only when one is given: sequence folders, LEVIR-CD pairs) get the
+   same treatment without the synthetic truth;
+5. score everything against the truth and against persistence with `tamms.evaluation` (the module
+   `tamms evaluate` and the benchmarks use: F1 and IoU pooled over all pixels); write `index.html` +
+   `results.json`.
 """
 
 from __future__ import annotations
@@ -133,51 +135,29 @@ def _rgb(x: np.ndarray, rgb_bands) -> np.ndarray:
     return x[list(rgb_bands)] if x.shape[0] >= 3 and rgb_bands is not None else np.repeat(x[:1], 3, axis=0)
 
 
-def image_scores(pred: np.ndarray, target: np.ndarray) -> dict[str, float | None]:
-    """PSNR, SSIM, GSSIM, L1, MSE, LPIPS (None when its weights are absent) of one RGB `[3, H, W]` pair."""
-    import torch
-
-    from tamms.metrics.image import image_scores as scores
-
-    p = torch.from_numpy(np.ascontiguousarray(pred, dtype=np.float32))[None]  # [1, 3, H, W]
-    t = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32))[None]
-    res = scores(p, t)
-    return {k: res[k] for k in ("PSNR", "SSIM", "GSSIM", "L1", "MSE", "LPIPS")}
+MODELS = ("tamms", "persistence")
 
 
-def temporal_scores(prev: np.ndarray, last: np.ndarray, pred: np.ndarray, true_future_mask: np.ndarray | None,
-                    detector) -> dict[str, Any]:
-    """TCS (SPS, ACS) with `detector`, and the future-change F1 against the true future change mask."""
-    import torch
+@dataclass
+class Evaluations:
+    """The demo's evaluations (tamms.evaluation), filled sequence by sequence, summarised once."""
 
-    from tamms.metrics.temporal import future_change_f1, tcs
+    forecast_synthetic: dict[str, Any]
+    forecast_real: dict[str, Any]
+    detection_synthetic: Any
+    detection_levir: Any
 
-    as_t = lambda x: torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None]  # noqa: E731 [1,3,H,W]
-    res = tcs(as_t(prev), as_t(last), as_t(pred), detector=detector)
-    out = {"TCS": float(res["TCS"]), "SPS": float(res["SPS"]), "ACS": float(res["ACS"]), "detector": res["detector"]}
-    if true_future_mask is not None:
-        f1 = future_change_f1(as_t(last), as_t(pred), true_mask=torch.from_numpy(true_future_mask.astype(np.uint8))[None],
-                              detector=detector)
-        out["future-change F1"] = float(f1["future_change_F1"])
-    return out
+    @classmethod
+    def create(cls, detector) -> "Evaluations":
+        from tamms.evaluation import ChangeEvaluation, ForecastEvaluation
 
-
-def change_scores(pred_mask: np.ndarray, true_mask: np.ndarray) -> dict[str, float]:
-    import torch
-
-    from tamms.metrics.change import binary_change_scores
-
-    res = binary_change_scores(torch.as_tensor(pred_mask).long(), torch.as_tensor(true_mask).long())
-    return {k: float(res[k]) for k in ("precision", "recall", "F1", "IoU", "OA", "kappa")}
+        # FID needs one image size and many images: not meaningful for a handful of mixed-size cases
+        forecasts = lambda: {m: ForecastEvaluation(detector, fid=False) for m in MODELS}  # noqa: E731
+        return cls(forecasts(), forecasts(), ChangeEvaluation(), ChangeEvaluation())
 
 
-def _mean_rows(rows: list[dict[str, Any]]) -> dict[str, float | None]:
-    keys = [k for k in rows[0] if isinstance(rows[0][k], (int, float)) or rows[0][k] is None]
-    out = {}
-    for k in keys:
-        vals = [r[k] for r in rows if isinstance(r.get(k), (int, float))]
-        out[k] = float(np.mean(vals)) if vals else None
-    return out
+def _result_scores(evaluation) -> dict[str, Any]:
+    return evaluation.result().scores if evaluation.per_case else {}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -204,8 +184,7 @@ def run_demo(out_dir: str | Path, data_dir: str | Path | None = None, config: De
     import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from tamms.metrics.text import caption_scores
-    from tamms.models.change.registry import load_detector
+    from tamms.evaluation import caption_evaluation, load_change_detector
     from tamms.pipelines.describe import DescribePipeline
     from tamms.pipelines.detect import DetectPipeline
     from tamms.pipelines.forecast import ForecastPipeline
@@ -232,19 +211,20 @@ def run_demo(out_dir: str | Path, data_dir: str | Path | None = None, config: De
         bar.advance(t)
         persistence = ForecastPipeline.from_pretrained("persistence")
         bar.advance(t)
-        detector = load_detector(cfg.detector, weights=weights.get("detector"))
+        detector = load_change_detector(cfg.detector, weights=weights.get("detector"))
         detect = DetectPipeline(detector)
         bar.advance(t)
+        evals = Evaluations.create(detector)
 
         # 3. synthetic sequences
         records = []
         t = bar.add_task("synthetic sequences", total=len(seqs))
         for seq in seqs:
-            records.append(_run_sequence(seq, cfg, describer, forecaster, persistence, detect))
+            records.append(_run_sequence(seq, cfg, describer, forecaster, persistence, detect, evals))
             bar.advance(t)
         cands = {r["id"]: r["description"] for r in records}
         refs = {r["id"]: r["references"] for r in records}
-        text = caption_scores(cands, refs, meteor=True)
+        text = caption_evaluation(cands, refs, meteor=True).scores
 
         # 4. real data
         real_records = []
@@ -254,18 +234,18 @@ def run_demo(out_dir: str | Path, data_dir: str | Path | None = None, config: De
                 real_records.append({"id": Path(folder).name, "error": str(seq)})
             else:
                 real_records.append(_run_real_series(seq, Path(folder).name, cfg, describer, forecaster, persistence,
-                                                     detect))
+                                                     detect, evals))
             bar.advance(t)
         levir = []
         for pair in pairs:
             res = detect(pair.before, pair.after)
             mask = res.mask[0].numpy()
             levir.append({"id": pair.name, "before": pair.before, "after": pair.after, "pred": mask,
-                          "truth": pair.mask, "scores": change_scores(mask, pair.mask)})
+                          "truth": pair.mask, "scores": evals.detection_levir.add(pair.name, mask, pair.mask)})
             bar.advance(t)
 
     seconds = time.perf_counter() - start
-    summary = _summarise(records, real_records, levir, text, cfg, detector.name, forecaster, seconds)
+    summary = _summarise(records, real_records, levir, text, evals, cfg, detector.name, forecaster, seconds)
     results_json = out / "results.json"
     _write_json(results_json, summary, overwrite=True)
     index = out / "index.html"
@@ -273,7 +253,8 @@ def run_demo(out_dir: str | Path, data_dir: str | Path | None = None, config: De
     return DemoResult(out, index, results_json, seconds, summary)
 
 
-def _run_sequence(seq, cfg: DemoConfig, describer, forecaster, persistence, detect) -> dict[str, Any]:
+def _run_sequence(seq, cfg: DemoConfig, describer, forecaster, persistence, detect, evals: Evaluations
+                  ) -> dict[str, Any]:
     sid = str(seq.meta.get("id", "sequence"))
     desc = describer([seq], num_beams=cfg.beams)
     fc = forecaster(seq, seq.future_date, num_samples=cfg.samples, num_inference_steps=cfg.steps, seed=cfg.seed)
@@ -283,14 +264,13 @@ def _run_sequence(seq, cfg: DemoConfig, describer, forecaster, persistence, dete
     last, prev = _rgb(seq.frames[-1], rgb), _rgb(seq.frames[-2], rgb)
     pred = fc.mean[0].numpy()
     pers_img = pers.mean[0].numpy()
-    detector = detect.detector
-    models = {}
-    for name, img in (("tamms", pred), ("persistence", pers_img)):
-        models[name] = {**image_scores(img, truth),
-                        **temporal_scores(prev, last, img, seq.future_change_mask, detector)}
+    models = {name: evals.forecast_synthetic[name].add(sid, img, truth, last=last, prev=prev,
+                                                       true_change=seq.future_change_mask)
+              for name, img in (("tamms", pred), ("persistence", pers_img))}
     hist_masks = detect(seq).mask.numpy()  # [T-1, H, W]
     future_mask = detect(last, pred).mask[0].numpy()
-    detection = change_scores(hist_masks, seq.change_masks) if seq.change_masks is not None else None
+    detection = (evals.detection_synthetic.add(sid, hist_masks, seq.change_masks)
+                 if seq.change_masks is not None else None)
     return {
         "id": sid, "dates": [d.isoformat() for d in seq.dates], "future_date": seq.future_date.isoformat(),
         "gap_days": float((seq.future_date - seq.dates[-1]).days), "category": seq.meta.get("category"),
@@ -303,7 +283,8 @@ def _run_sequence(seq, cfg: DemoConfig, describer, forecaster, persistence, dete
     }
 
 
-def _run_real_series(seq, name: str, cfg: DemoConfig, describer, forecaster, persistence, detect) -> dict[str, Any]:
+def _run_real_series(seq, name: str, cfg: DemoConfig, describer, forecaster, persistence, detect,
+                     evals: Evaluations) -> dict[str, Any]:
     """Forecast the last frame from the earlier ones (the truth we have), describe the whole series."""
     history = seq.select(range(seq.num_frames - 1))
     target_date = seq.dates[-1]
@@ -315,11 +296,9 @@ def _run_real_series(seq, name: str, cfg: DemoConfig, describer, forecaster, per
     truth = _rgb(seq.frames[-1], rgb)
     last, prev = _rgb(history.frames[-1], rgb), _rgb(history.frames[-2], rgb)
     pred, pers_img = fc.mean[0].numpy(), pers.mean[0].numpy()
-    detector = detect.detector
     true_change = detect(last, truth).mask[0].numpy()  # no exact truth here: the detector on the real pair
-    models = {}
-    for model, img in (("tamms", pred), ("persistence", pers_img)):
-        models[model] = {**image_scores(img, truth), **temporal_scores(prev, last, img, true_change, detector)}
+    models = {model: evals.forecast_real[model].add(name, img, truth, last=last, prev=prev, true_change=true_change)
+              for model, img in (("tamms", pred), ("persistence", pers_img))}
     return {
         "id": name, "dates": [d.isoformat() for d in seq.dates], "description": desc.texts[0],
         "history": [_rgb(f, rgb) for f in history.frames], "truth": truth, "forecast": pred,
@@ -329,15 +308,11 @@ def _run_real_series(seq, name: str, cfg: DemoConfig, describer, forecaster, per
     }
 
 
-def _summarise(records, real_records, levir, text, cfg: DemoConfig, detector_name: str, forecaster,
-               seconds: float) -> dict[str, Any]:
+def _summarise(records, real_records, levir, text, evals: Evaluations, cfg: DemoConfig, detector_name: str,
+               forecaster, seconds: float) -> dict[str, Any]:
     from tamms.metrics.image import lpips_available
 
     lpips_ok, lpips_reason = lpips_available()
-
-    def per_model(recs, model):
-        rows = [r["metrics"][model] for r in recs if "metrics" in r]
-        return _mean_rows(rows) if rows else {}
 
     return {
         "seconds": seconds,
@@ -349,12 +324,14 @@ def _summarise(records, real_records, levir, text, cfg: DemoConfig, detector_nam
             "gssim": "Sat-JEPA-Diff: Sobel magnitude of grey, min-max normalised, SSIM, mean over scales 1, 0.5, 0.25",
             "lpips": "AlexNet v0.1" if lpips_ok else lpips_reason,
             "captions": "COCO caption evaluation definitions (BLEU corpus level, ROUGE-L beta 1.2, CIDEr-D sigma 6)",
+            "pooling": "F1 and IoU (future-change F1 included) from TP/FP/FN summed over all pixels of all "
+                       "sequences; per-sequence means are named *_per_case_mean",
         },
         "description": text,
-        "forecast_synthetic": {m: per_model(records, m) for m in ("tamms", "persistence")},
-        "forecast_real": {m: per_model(real_records, m) for m in ("tamms", "persistence")},
-        "detection_synthetic": _mean_rows([r["detection"] for r in records if r.get("detection")]) if records else {},
-        "detection_levir": _mean_rows([p["scores"] for p in levir]) if levir else {},
+        "forecast_synthetic": {m: _result_scores(evals.forecast_synthetic[m]) for m in MODELS},
+        "forecast_real": {m: _result_scores(evals.forecast_real[m]) for m in MODELS},
+        "detection_synthetic": _result_scores(evals.detection_synthetic),
+        "detection_levir": _result_scores(evals.detection_levir),
         "sequences": [{k: r[k] for k in ("id", "dates", "future_date", "gap_days", "category", "description",
                                           "references", "metrics", "detection") if k in r} for r in records],
         "real_series": [{k: r[k] for k in ("id", "dates", "description", "metrics", "error") if k in r}
@@ -373,7 +350,8 @@ def _write_json(path: Path, data: dict[str, Any], overwrite: bool) -> None:
 # the report
 # ------------------------------------------------------------------------------------------------
 
-_FORECAST_COLS = ["PSNR", "SSIM", "GSSIM", "LPIPS", "TCS", "SPS", "ACS", "future-change F1"]
+_FORECAST_COLS = ["PSNR", "SSIM", "GSSIM", "LPIPS", "TCS", "SPS", "ACS", "future_change_F1",
+                  "future_change_F1_per_case_mean"]
 
 
 def _render_report(index: Path, records, real_records, levir, summary, cfg: DemoConfig) -> HtmlReport:
@@ -402,7 +380,9 @@ def _render_report(index: Path, records, real_records, levir, summary, cfg: Demo
         rows = [[m] + [summary[key][m].get(c) for c in _FORECAST_COLS] for m in summary[key] if summary[key][m]]
         if rows:
             rep.table(["forecaster"] + _FORECAST_COLS, rows,
-                      caption=f"Forecasts, {label}; TCS detector: {s['tcs_detector']}; LPIPS: {s['lpips']}")
+                      caption=f"Forecasts, {label}; TCS detector: {s['tcs_detector']}; LPIPS: {s['lpips']}; "
+                              "future-change F1 pooled over all pixels (the per-case mean gives a sequence "
+                              "without change a free 1)")
     det_rows = []
     for key, label in (("detection_synthetic", "synthetic, between consecutive frames"),
                        ("detection_levir", "LEVIR-CD pairs (building change labels)")):
@@ -410,7 +390,7 @@ def _render_report(index: Path, records, real_records, levir, summary, cfg: Demo
             det_rows.append([label] + [summary[key].get(c) for c in ("precision", "recall", "F1", "IoU", "kappa")])
     if det_rows:
         rep.table(["change detection (" + s["tcs_detector"] + ")", "precision", "recall", "F1", "IoU", "kappa"],
-                  det_rows, caption="Change detection against the true masks")
+                  det_rows, caption="Change detection against the true masks (pooled over all pixels)")
     _plots(rep, records)
 
     # per sequence
