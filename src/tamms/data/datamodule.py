@@ -17,6 +17,7 @@ from tamms.data.datasets import (
     SPLITS,
     SitsPairDataset,
     SitsWindowDataset,
+    append_future,
     collate_sits,
     pair_split,
     sequence_split,
@@ -28,10 +29,15 @@ from tamms.errors import ConfigError, EmptyInputError
 
 class EpochSampler(Sampler[int]):
     """A seeded shuffle whose `set_epoch` (called by Lightning each epoch) also re-seeds the dataset's
-    crops and flips, so every epoch sees new draws and a run is reproducible."""
+    crops and flips, so every epoch sees new draws and a run is reproducible.
 
-    def __init__(self, dataset: Dataset, seed: int = 0) -> None:
-        self.dataset, self.seed, self.epoch = dataset, seed, 0
+    `num_samples` fixes the epoch length (training: `steps_per_epoch x batch_size`, so epoch ends are the
+    checkpoints `--resume` restarts from exactly); past one pass it yields `index + k * len(dataset)`, which
+    the datasets read as another draw (new crop) of `index`. Each `__iter__` moves to the next epoch too, so
+    draws change per epoch even where only the DDP wrapper's `set_epoch` is called."""
+
+    def __init__(self, dataset: Dataset, seed: int = 0, num_samples: int | None = None) -> None:
+        self.dataset, self.seed, self.epoch, self.num_samples = dataset, seed, 0, num_samples
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -39,11 +45,48 @@ class EpochSampler(Sampler[int]):
             self.dataset.set_epoch(epoch)
 
     def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
+        return self.num_samples or len(self.dataset)  # type: ignore[arg-type]
 
     def __iter__(self) -> Iterator[int]:
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(len(self), generator=g).tolist())
+        n = len(self.dataset)  # type: ignore[arg-type]
+        epoch = self.epoch
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        self.epoch += 1
+        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        passes = -(-len(self) // n)
+        order = torch.cat([torch.randperm(n, generator=g) + k * n for k in range(passes)])[: len(self)]
+        return iter(order.tolist())
+
+
+class StepSampler(Sampler[int]):
+    """Training order as a function of the optimiser step: the indices for steps `start_step` ..
+    `total_steps - 1` (x `batch_size`, x the number of processes under DDP), from seeded permutations.
+
+    Position p of the whole run reads pass `p // n` of a permutation seeded by (seed, pass); past the first
+    pass it yields `index + pass * n`, which the datasets read as another draw (new crop) of `index`. A run
+    resumed at step s builds its loader with `start_step=s` and so sees exactly the batches an uninterrupted
+    run sees from step s on."""
+
+    def __init__(self, dataset: Dataset, seed: int, batch_size: int, total_steps: int, start_step: int = 0,
+                 world_size: int = 1) -> None:
+        self.dataset, self.seed = dataset, seed
+        self.per_step = batch_size * world_size
+        self.start, self.stop = start_step * self.per_step, max(start_step, total_steps) * self.per_step
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __iter__(self) -> Iterator[int]:
+        n = len(self.dataset)  # type: ignore[arg-type]
+        cache: dict[int, torch.Tensor] = {}
+        for position in range(self.start, self.stop):
+            pass_, offset = divmod(position, n)
+            if pass_ not in cache:
+                cache.clear()
+                g = torch.Generator().manual_seed(self.seed * 100_003 + pass_)
+                cache[pass_] = torch.randperm(n, generator=g)
+            yield int(cache[pass_][offset]) + pass_ * n
 
 
 class SitsDataModule(L.LightningDataModule):
@@ -77,6 +120,13 @@ class SitsDataModule(L.LightningDataModule):
         batch_size: int = 8,
         num_workers: int = 0,
         split_mode: Literal["hash", "all"] = "hash",
+        real: Sequence[str | os.PathLike] = (),
+        world: dict[str, Any] | None = None,
+        rotate: bool = False,
+        swap_dates: bool = False,
+        val_batch_size: int | None = None,
+        steps_per_epoch: int | None = None,
+        include_future: bool = False,
     ) -> None:
         super().__init__()
         if task not in ("window", "pair"):
@@ -84,6 +134,8 @@ class SitsDataModule(L.LightningDataModule):
         if split_mode not in ("hash", "all"):
             raise ConfigError(f"split_mode {split_mode!r} is not 'hash' or 'all'")
         self.save_hyperparameters(ignore=["sequences"])
+        self.steps_per_epoch = steps_per_epoch
+        self.total_steps: int | None = None  # set by tamms.tasks.base.fit: training order by step (exact resume)
         self.root = None if root is None else Path(root)
         self._given = None if sequences is None else list(sequences)
         self.sequences: list[SitsSequence] = []
@@ -104,18 +156,43 @@ class SitsDataModule(L.LightningDataModule):
                 self.pairs = read_levir_cd(self.root)
             else:
                 self.sequences = read_sequences(self.root, bands=hp.bands, scaling=hp.scaling)
-        else:
+        elif hp.n:
             from tamms.data.synthetic import SyntheticWorldConfig, generate_world
 
-            self.sequences = generate_world(hp.n, SyntheticWorldConfig(size=hp.size, frames=hp.frames), seed=hp.seed)
+            world = SyntheticWorldConfig(size=hp.size, frames=hp.frames, **dict(hp.world or {}))
+            self.sequences = generate_world(hp.n, world, seed=hp.seed)
+        for folder in hp.real:
+            self._load_real(Path(folder))
         if not self.sequences and not self.pairs:
             raise EmptyInputError("the data module found no sequences: check root (or give sequences / n > 0)")
+
+    def _load_real(self, folder: Path) -> None:
+        """Real sequences or pairs from a folder; a series is held out by its LAST frame (the earlier frames
+        train, the window predicting the last frame is its test), pairs by `pair_split`."""
+        if not folder.exists():
+            warnings.warn(f"real data folder {folder} not found: skipped", stacklevel=3)
+            return
+        if is_levir_cd(folder) or any(is_levir_cd(folder / s) for s in SPLITS):
+            self.pairs.extend(read_levir_cd(folder))
+            return
+        for seq in read_sequences(folder, bands=self.hparams.bands, scaling=self.hparams.scaling):
+            seq.meta["hold_out_last"] = True
+            self.sequences.append(seq)
 
     def _split_items(self, split: str) -> tuple[list[SitsSequence], list[ChangePair]]:
         if self.hparams.split_mode == "all":
             return list(self.sequences), list(self.pairs)
-        return ([s for s in self.sequences if sequence_split(s) == split],
-                [p for p in self.pairs if pair_split(p) == split])
+        seqs = []
+        for seq in self.sequences:
+            if seq.meta.get("hold_out_last"):  # real series: history frames train, the last frame tests
+                if split == "train" and seq.num_frames > 2:
+                    seqs.append(seq.select(range(seq.num_frames - 1)))
+                elif split == "test":
+                    seqs.append(seq)
+            elif sequence_split(seq) == split:
+                # training may also learn the future frame (held out only in the val/test splits)
+                seqs.append(append_future(seq) if split == "train" and self.hparams.include_future else seq)
+        return seqs, [p for p in self.pairs if pair_split(p) == split]
 
     def _dataset(self, split: str) -> Dataset:
         hp = self.hparams
@@ -130,10 +207,11 @@ class SitsDataModule(L.LightningDataModule):
         if hp.task == "pair":
             return SitsPairDataset(seqs, pairs, mode=hp.pair_mode, future=hp.target == "future",
                                    crop_size=hp.crop_size, random_crop=train, flip=hp.flip and train,
-                                   rgb_only=True, seed=hp.seed)
+                                   rgb_only=True, seed=hp.seed, rotate=hp.rotate and train,
+                                   swap_dates=hp.swap_dates and train)
         return SitsWindowDataset(seqs, history=hp.history, target=hp.target, min_history=hp.min_history,
                                  crop_size=hp.crop_size, random_crop=train, flip=hp.flip and train,
-                                 rgb_only=hp.rgb_only, seed=hp.seed)
+                                 rgb_only=hp.rgb_only, seed=hp.seed, rotate=hp.rotate and train)
 
     def setup(self, stage: str | None = None) -> None:
         self._load()
@@ -143,7 +221,8 @@ class SitsDataModule(L.LightningDataModule):
                 try:
                     self.datasets[split] = self._dataset(split)
                 except EmptyInputError:
-                    if split == "train" or stage is not None:
+                    # training needs its train split; an empty val split only means no validation
+                    if split == "train" or (stage is not None and stage != "fit"):
                         raise
                     warnings.warn(f"split {split!r} is empty", stacklevel=2)
 
@@ -152,14 +231,29 @@ class SitsDataModule(L.LightningDataModule):
         if split not in self.datasets:
             self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
         ds = self.datasets[split]
-        sampler = EpochSampler(ds, seed=self.hparams.seed) if shuffle else None
-        return DataLoader(ds, batch_size=self.hparams.batch_size, sampler=sampler, shuffle=False,
-                          num_workers=self.hparams.num_workers, collate_fn=collate_sits)
+        batch_size = self.hparams.batch_size if shuffle else (self.hparams.val_batch_size or self.hparams.batch_size)
+        num_samples = self.steps_per_epoch * batch_size if shuffle and self.steps_per_epoch else None
+        sampler: Sampler[int] | None = None
+        if shuffle and self.total_steps is not None:
+            trainer = getattr(self, "trainer", None)
+            sampler = StepSampler(ds, self.hparams.seed, batch_size, self.total_steps,
+                                  start_step=trainer.global_step if trainer is not None else 0,
+                                  world_size=trainer.world_size if trainer is not None else 1)
+            num_samples = len(sampler)
+        elif shuffle:
+            sampler = EpochSampler(ds, seed=self.hparams.seed, num_samples=num_samples)
+        # its own generator: making an iterator then draws no number from the global RNG (exact --resume)
+        generator = torch.Generator().manual_seed(self.hparams.seed)
+        return DataLoader(ds, batch_size=batch_size, sampler=sampler, shuffle=False, drop_last=shuffle and
+                          num_samples is not None, num_workers=self.hparams.num_workers, collate_fn=collate_sits,
+                          generator=generator)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | list:
+        if "val" not in self.datasets and "train" in self.datasets:
+            return []  # an empty val split: no validation
         return self._loader("val", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
@@ -167,6 +261,21 @@ class SitsDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
+
+    @classmethod
+    def from_config(cls, config: Any, task: Literal["window", "pair"] = "window", **overrides: Any) -> "SitsDataModule":
+        """The data module a training config's `data` section (`tamms.config.DataConfig`) describes."""
+        syn = config.synthetic
+        kwargs: dict[str, Any] = dict(
+            task=task, n=syn.n if syn else 0, size=syn.size if syn else 64, frames=syn.frames if syn else 4,
+            seed=syn.seed if syn else 0, world=dict(syn.world) if syn else None, real=list(config.real),
+            history=config.history, target=config.target, min_history=config.min_history,
+            pair_mode=config.pair_mode, crop_size=config.crop_size, flip=config.rotate, rotate=config.rotate,
+            bands=config.bands, batch_size=config.batch_size, val_batch_size=config.val_batch_size,
+            num_workers=config.num_workers, include_future=config.include_future,
+        )
+        kwargs.update(overrides)
+        return cls(**kwargs)
 
     def split_sizes(self) -> dict[str, int]:
         """Sequences (or pairs) per split, for logs and reports."""

@@ -7,7 +7,6 @@ exactly like the frames. Splits are by sequence, never by frame, so no place is 
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
@@ -17,43 +16,20 @@ from torch.utils.data import Dataset
 
 from tamms.data.readers import ChangePair
 from tamms.data.sequence import SitsSequence, to_days
+from tamms.data.splits import SPLITS, hash_split
 from tamms.data.transforms import SpatialParams, apply_spatial, crop_transform, sample_spatial_params
 from tamms.errors import InputError
 
-SPLITS = ("train", "val", "test")
 
 
 # --- splits --------------------------------------------------------------------------------------
-def hash_split(name: str, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> str:
-    """A stable split for a name: the same name always lands in the same split, on any machine."""
-    u = int(hashlib.sha1(name.encode("utf-8")).hexdigest()[:12], 16) / float(16**12)
-    if u < fractions[0]:
-        return "train"
-    return "val" if u < fractions[0] + fractions[1] else "test"
-
-
-def _is_synthetic(seq: SitsSequence) -> bool:
-    source = str(seq.meta.get("source", "")) + str(seq.meta.get("generator", ""))
-    return "synthetic" in source or bool(seq.meta.get("synthetic"))
-
-
 def sequence_split(seq: SitsSequence) -> str:
-    """"train" | "val" | "test" for a whole sequence.
-
-    An explicit `split` (sequence.json or meta) wins; synthetic sequences use
-    `tamms.data.synthetic.split_of(id)`; anything else a hash of its id (the folder name).
-    """
+    """"train" | "val" | "test" for a whole sequence: an explicit `split` (sequence.json or meta) wins,
+    else `hash_split` of its id (the folder name)."""
     explicit = seq.meta.get("split")
     if explicit in SPLITS:
         return str(explicit)
-    sid = str(seq.meta.get("id") or seq.meta.get("root") or "")
-    if _is_synthetic(seq):
-        try:
-            from tamms.data.synthetic import split_of
-        except ImportError:  # pragma: no cover - the synthetic module ships with the package
-            return hash_split(sid)
-        return str(split_of(sid))
-    return hash_split(sid)
+    return hash_split(str(seq.meta.get("id") or seq.meta.get("root") or ""))
 
 
 def split_sequences(sequences: Sequence[SitsSequence], split: str) -> list[SitsSequence]:
@@ -69,6 +45,40 @@ def pair_split(pair: ChangePair) -> str:
         return str(pair.meta["split"])
     prefix = pair.name.split("/")[0].split("_")[0]
     return prefix if prefix in SPLITS else hash_split(pair.name)
+
+
+def append_future(seq: SitsSequence) -> SitsSequence:
+    """The sequence with its future frame (synthetic world) appended as one more dated frame, so training
+    windows can predict it; unchanged when it has none."""
+    from dataclasses import replace
+
+    if seq.future_frame is None or seq.future_date is None:
+        return seq
+    landcover = None
+    if seq.landcover is not None and seq.future_landcover is not None:
+        landcover = np.concatenate([seq.landcover, seq.future_landcover[None]])
+    masks = None
+    if seq.change_masks is not None and seq.future_change_mask is not None:
+        masks = np.concatenate([seq.change_masks, seq.future_change_mask[None]])
+    nodata = None
+    if seq.nodata_mask is not None:
+        future_nodata = seq.meta.get("future_nodata_mask")
+        extra = np.zeros_like(seq.nodata_mask[:1]) if future_nodata is None else np.asarray(future_nodata)[None]
+        nodata = np.concatenate([seq.nodata_mask, extra])
+    meta = {k: v for k, v in seq.meta.items() if k != "paths"}
+    if meta.get("frame_descriptions") is not None:
+        meta["frame_descriptions"] = [*meta["frame_descriptions"], meta.get("future_description") or ""]
+    return replace(seq, frames=np.concatenate([seq.frames, seq.future_frame[None]]), dates=[*seq.dates, seq.future_date],
+                   landcover=landcover, change_masks=masks, nodata_mask=nodata, future_frame=None,
+                   future_date=None, future_landcover=None, future_change_mask=None, meta=meta)
+
+
+# --- augmentation ----------------------------------------------------------------------------------
+def rotate(array: np.ndarray | None, quarter_turns: int) -> np.ndarray | None:
+    """Rotate the last two axes (H, W) by `quarter_turns` x 90 degrees (the same turn for every array)."""
+    if array is None or quarter_turns % 4 == 0:
+        return array
+    return np.ascontiguousarray(np.rot90(array, quarter_turns, axes=(-2, -1)))
 
 
 # --- windows -------------------------------------------------------------------------------------
@@ -156,8 +166,10 @@ class SitsWindowDataset(Dataset):
         rgb_only: bool = False,
         seed: int = 0,
         stride: int = 1,
+        rotate: bool = False,
     ) -> None:
         self.sequences = list(sequences)
+        self.rotate = rotate
         self.history, self.target, self.min_history = history, target, min_history
         self.crop_size, self.random_crop, self.flip, self.rgb_only = crop_size, random_crop, flip, rgb_only
         self.seed, self.epoch = seed, 0
@@ -176,19 +188,21 @@ class SitsWindowDataset(Dataset):
     def __len__(self) -> int:
         return len(self.windows)
 
-    def _params(self, index: int, size: tuple[int, int]) -> SpatialParams:
+    def _params(self, index: int, size: tuple[int, int]) -> tuple[SpatialParams, int]:
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        return sample_spatial_params(size, self.crop_size, rng, flip=self.flip, random_crop=self.random_crop)
+        p = sample_spatial_params(size, self.crop_size, rng, flip=self.flip, random_crop=self.random_crop)
+        return p, int(rng.integers(0, 4)) if self.rotate else 0
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        w = self.windows[index]
+        # an index past the end is another draw of window index % len (epochs longer than the data)
+        w = self.windows[index % len(self.windows)]
         seq = self.sequences[w.seq]
         hist = list(w.history)
-        p = self._params(index, seq.size)
+        p, turns = self._params(index, seq.size)
         bands = list(seq.rgb_bands) if self.rgb_only and seq.rgb_bands is not None else slice(None)
 
         def crop(x: np.ndarray | None) -> np.ndarray | None:
-            return None if x is None else apply_spatial(x, p)
+            return None if x is None else rotate(apply_spatial(x, p), turns)
 
         image = crop(seq.frames[hist][:, bands])  # [T, C, h, w]
         sample: dict[str, Any] = {
@@ -197,7 +211,9 @@ class SitsWindowDataset(Dataset):
             "captions": list(seq.captions),
             "scene": seq.scene or "",
             "crs": seq.crs,
-            "transform": crop_transform(seq.transform, p),
+            "transform": None if turns else crop_transform(seq.transform, p),
+            "band_names": list(seq.band_names) if seq.band_names and not isinstance(bands, list)
+            else ([seq.band_names[i] for i in bands] if seq.band_names else None),
         }
         if seq.nodata_mask is not None:
             sample["nodata_mask"] = _tensor(crop(seq.nodata_mask[hist]), torch.bool)  # [T, h, w]
@@ -243,6 +259,7 @@ class SitsWindowDataset(Dataset):
                                                or w.target == -1),
             "crop": (p.top, p.left, p.height, p.width),
             "flip": (p.hflip, p.vflip),
+            "quarter_turns": turns,
             "category": seq.meta.get("category"),
         }
         return sample
@@ -269,7 +286,10 @@ class SitsPairDataset(Dataset):
         flip: bool = False,
         rgb_only: bool = True,
         seed: int = 0,
+        rotate: bool = False,
+        swap_dates: bool = False,
     ) -> None:
+        self.rotate, self.swap_dates = rotate, swap_dates
         if mode not in ("consecutive", "first_last", "all"):
             raise InputError(f"mode {mode!r} is not one of 'consecutive', 'first_last', 'all'")
         self.sequences = list(sequences or [])
@@ -299,9 +319,29 @@ class SitsPairDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def _turns(self, rng: np.random.Generator) -> tuple[int, bool]:
+        turns = int(rng.integers(0, 4)) if self.rotate else 0
+        return turns, bool(self.swap_dates and rng.random() < 0.5)
+
     def __getitem__(self, index: int) -> dict[str, Any]:
-        kind, k, i, j = self.items[index]
+        # an index past the end is another draw of item index % len (epochs longer than the data)
+        kind, k, i, j = self.items[index % len(self.items)]
         rng = np.random.default_rng([self.seed, self.epoch, index])
+        sample = self._item(kind, k, i, j, rng)
+        turns, swap = self._turns(rng)
+        for key in ("image", "mask", "landcover"):
+            if key in sample:
+                sample[key] = torch.from_numpy(rotate(sample[key].numpy(), turns))
+        if swap:  # change is symmetric in time: the later image first is the same change
+            sample["image"] = sample["image"].flip(0)
+            if "landcover" in sample:
+                sample["landcover"] = sample["landcover"].flip(0)
+            if "time" in sample:
+                sample["time"] = sample["time"].flip(0)
+        sample["meta"]["swapped"] = swap
+        return sample
+
+    def _item(self, kind: str, k: int, i: int, j: int, rng: np.random.Generator) -> dict[str, Any]:
         if kind == "pair":
             pair = self.pairs[k]
             p = sample_spatial_params(pair.before.shape[-2:], self.crop_size, rng, self.flip, self.random_crop)

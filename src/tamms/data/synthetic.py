@@ -280,16 +280,10 @@ def generate_world(n: int, config: SyntheticWorldConfig | None = None, seed: int
 
 
 def split_of(sequence_id: str, val_fraction: float = 0.1, test_fraction: float = 0.1) -> str:
-    """"train", "val" or "test" for a sequence id, from a hash of the id (stable across runs and machines)."""
-    if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
-        raise ConfigError(f"val_fraction={val_fraction} and test_fraction={test_fraction} must be >= 0 and sum "
-                          "below 1")
-    h = int.from_bytes(hashlib.sha256(sequence_id.encode("utf-8")).digest()[:8], "big") / 2.0**64
-    if h < test_fraction:
-        return "test"
-    if h < test_fraction + val_fraction:
-        return "val"
-    return "train"
+    """"train", "val" or "test" for a sequence id: `tamms.data.splits.hash_split`, the one split of tamms."""
+    from tamms.data.splits import hash_split
+
+    return hash_split(sequence_id, val_fraction, test_fraction)
 
 
 # --- writing --------------------------------------------------------------------------------------------
