@@ -265,7 +265,7 @@ class SitsSequence:
             )
 
     def to_sample(self, with_future: bool = True) -> dict[str, Any]:
-        """The sample dict of DESIGN.md (torch tensors, time first)."""
+        """The time-first sample dict (torch tensors) every model and metric takes; `band_names` names the channels."""
         import torch
 
         sample: dict[str, Any] = {

@@ -174,7 +174,7 @@ def write_png(path: PathLike, array: Any, overwrite: bool = False) -> Path:
 
 def save_sequence(seq: SitsSequence, folder: PathLike, overwrite: bool = False) -> Path:
     """Write a sequence as a folder: one GeoTIFF per frame (raw units, georeferencing kept),
-    land-cover and change-mask PNGs when present, and `sequence.json` in the DESIGN.md schema
+    land-cover and change-mask PNGs when present, and `sequence.json` in the schema of docs/data.md
     (the same keys the synthetic world writes, so `read_sequence` reads it back).
 
     The folder is built under a temporary name and renamed, so it appears complete or not at all.
