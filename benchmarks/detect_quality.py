@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     levir_dir = args.data / "levir_cd"
     torch.set_num_threads(1)
 
-    from tamms.models.change.registry import DEFAULT_DETECTOR, load_detector
+    from tamms.registry import DEFAULT_DETECTOR, load_detector
     from tamms.models.change.unichange import normalise_category
 
     t0 = time.time()

@@ -61,7 +61,7 @@ class EvaluationResult:
 def load_change_detector(name: str = "default", weights: str | Path | None = None, **options: Any):
     """A change detector by name ("default": the best trained here; "siamese", "unichange", "cva") or
     from a weights folder; what the CLI, the demo and the benchmarks pass to the evaluations below."""
-    from tamms.models.change.registry import load_detector
+    from tamms.registry import load_detector
 
     return load_detector(name, weights=weights, **options)
 

@@ -273,3 +273,16 @@ def crop_transform(transform: tuple[float, ...] | None, p: SpatialParams) -> tup
 def apply_spatial_all(arrays: Mapping[str, np.ndarray | None], p: SpatialParams) -> dict[str, np.ndarray | None]:
     """The same crop/flip for every array of a window (frames, target, masks, land cover)."""
     return {k: (None if v is None else apply_spatial(v, p)) for k, v in arrays.items()}
+
+
+def model_band_indices(seq: Any, channels: int) -> list[int]:
+    """The band indices a `channels`-band model takes from a sequence: all bands when the counts agree, else RGB
+    for a 3-band model (`seq.num_bands`, `seq.rgb_bands`)."""
+    if channels == seq.num_bands:
+        return list(range(channels))
+    if channels == 3 and seq.rgb_bands is not None:
+        return list(seq.rgb_bands)
+    from tamms.errors import InputError
+
+    raise InputError(f"the model takes {channels} bands but the sequence has {seq.num_bands} (rgb_bands="
+                     f"{seq.rgb_bands}); give {channels}-band data or train a model for {seq.num_bands} bands")

@@ -32,7 +32,6 @@ forecaster needs from `M_t`.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -42,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tamms.errors import ConfigError
+from tamms.models.base import PretrainedModel
 from tamms.models.language import (ANSWER_TOKEN, IMAGE_TOKEN, TIME_TOKEN, LanguageModelConfig,
                                    build_language_model, ensure_special_tokens)
 from tamms.models.temporal import PhysicalTimeEncoder, PTEConfig
@@ -99,8 +99,25 @@ def change_prompt(dates: Sequence[str], scene: str | None, use_ctp: bool) -> str
     return f"Dates: {', '.join(dates)}. Scene: {scene_text}. {CTP_INSTRUCTION}"
 
 
-class Describer(nn.Module):
-    """Vision tower -> projector -> causal LM, with PTE tokens between frames."""
+class Describer(PretrainedModel):
+    """Vision tower -> projector -> causal LM, with PTE tokens between frames.
+
+    Saved as config.json + model.safetensors + the tokenizer files (`save_pretrained(folder, dtype="float16")`
+    halves the file, as the shipped weights are; loading always gives a float32 model)."""
+
+    model_type = "tamms-describer"
+    config_class = DescriberConfig
+    train_command = "tamms train describe"
+    extra_files = ("tokenizer.json",)
+
+    @classmethod
+    def build_pretrained(cls, config: DescriberConfig, folder: Path) -> "Describer":
+        from tamms.models.language import load_tokenizer
+
+        return cls(config, load_tokenizer(folder))
+
+    def save_extra_files(self, folder: Path) -> None:
+        self.tokenizer.save_pretrained(str(folder))
 
     def __init__(self, config: DescriberConfig, tokenizer):
         super().__init__()
@@ -316,44 +333,3 @@ def _gather_spans(hidden: torch.Tensor, span_mask: torch.Tensor) -> tuple[torch.
         out[i, :n] = hidden[i][span_mask[i]]
         mask[i, :n] = True
     return out, mask
-
-
-def save_describer(model: Describer, folder: str | Path, dtype: str = "float32") -> None:
-    """config.json + model.safetensors + tokenizer files in `folder`.
-
-    `dtype="float16"` halves the file (the shipped weights); loading always gives a float32 model.
-    """
-    import copy
-    import os
-
-    from safetensors.torch import save_model
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps({"model_type": "tamms-describer", **model.config.to_dict()}, indent=2))
-    to_save = model if dtype == "float32" else copy.deepcopy(model).to(getattr(torch, dtype))
-    save_model(to_save, str(folder / "model.safetensors"))
-    os.chmod(folder / "model.safetensors", 0o644)
-    model.tokenizer.save_pretrained(str(folder))
-
-
-def load_describer(folder: str | Path) -> Describer:
-    from safetensors.torch import load_model
-
-    from tamms.errors import MissingWeightsError
-    from tamms.models.language import load_tokenizer
-
-    folder = Path(folder)
-    for name in ("config.json", "model.safetensors", "tokenizer.json"):
-        if not (folder / name).exists():
-            raise MissingWeightsError(
-                f"{folder / name} is missing: give a folder written by DescribePipeline.save_pretrained "
-                "(config.json, model.safetensors, tokenizer.json) or train one with `tamms train describe`"
-            )
-    d = json.loads((folder / "config.json").read_text())
-    d.pop("model_type", None)
-    config = DescriberConfig.from_dict(d)
-    model = Describer(config, load_tokenizer(folder))
-    load_model(model, str(folder / "model.safetensors"))
-    model.eval()
-    return model

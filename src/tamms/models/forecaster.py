@@ -27,12 +27,16 @@ alphas and the text adapter (theta_s-t, stages 2 and 3).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tamms.errors import ConfigError, MissingWeightsError
+from tamms.models.base import PretrainedModel
 from tamms.models.unet import decode_unet, encode_unet, residual_channels, residual_resolutions
 
 
@@ -56,6 +60,10 @@ class ECMConfig:
     use_semantic: bool = True
     use_text: bool = True
     use_temporal: bool = True
+
+    def __post_init__(self) -> None:
+        if self.control_depth < 1:  # 0 would otherwise build one block silently
+            raise ConfigError(f"ecm.control_depth is {self.control_depth}: give 1 or more control blocks per level")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -303,27 +311,110 @@ class EnhancedControlModule(nn.Module):
 
 @dataclass
 class SFCIConfig:
-    """The whole forecaster: frozen U-Net + ECM, and how the diffusion is parameterised."""
+    """The whole forecaster: frozen U-Net + ECM, how the diffusion is parameterised, and its saved form.
+
+    unet: the frozen U-Net's folder (diffusers format: config.json + diffusion_pytorch_model.safetensors, e.g.
+    the shipped `weights/tamms-unet/` or a DiffusionSat checkpoint), relative to the saved folder or absolute.
+    structural_only: the stage-1 ECM ("base control"): the semantic-temporal path is bypassed.
+    default_steps / strength: the sampler settings the weights were tuned with (`tamms forecast` defaults).
+    """
 
     history: int = 3
     prediction_type: str = "sample"  # the U-Net predicts the clean image (see docs/forecast.md)
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
     channels: int = 3
+    ecm: ECMConfig = field(default_factory=ECMConfig)
+    unet: str = "unet"
+    structural_only: bool = False
+    default_steps: int | None = None
+    strength: float = 1.0
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "SFCIConfig":
+        d = dict(d)
+        try:
+            ecm = ECMConfig(**dict(d.pop("ecm", {})))
+        except TypeError as exc:
+            raise ConfigError(f"bad ecm config ({exc}); valid keys: {list(ECMConfig.__dataclass_fields__)}") from None
+        try:
+            return cls(ecm=ecm, **d)
+        except TypeError as exc:
+            raise ConfigError(f"bad forecaster config ({exc}); valid keys: {list(cls.__dataclass_fields__)}") from None
 
-class SFCIForecaster(nn.Module):
-    """Frozen U-Net + Enhanced Control Module: predicts the model output for a noisy future frame."""
+
+class SFCIForecaster(PretrainedModel):
+    """Frozen U-Net + Enhanced Control Module: predicts the model output for a noisy future frame.
+
+    Saved form: config.json (`SFCIConfig`, whose `unet` names the U-Net folder) + model.safetensors holding the
+    ECM only; the frozen U-Net is stored once, in its own diffusers folder, and shared by every ECM variant.
+    """
+
+    model_type = "tamms-sfci"
+    config_class = SFCIConfig
+    train_command = "tamms train forecast"
 
     def __init__(self, unet, ecm: EnhancedControlModule, cfg: SFCIConfig):
         super().__init__()
         self.unet = unet
         self.ecm = ecm
         self.cfg = cfg
+        self.unet_folder: Path | None = None  # where the U-Net was loaded from (kept by save_pretrained)
+        ecm.structural_only = ecm.structural_only or cfg.structural_only
         self.unet.requires_grad_(False)
+
+    @classmethod
+    def from_config(cls, cfg: SFCIConfig, unet) -> "SFCIForecaster":
+        """A forecaster with a fresh ECM for `unet` (a diffusers UNet2DConditionModel)."""
+        cfg.channels = int(unet.config.in_channels)
+        return cls(unet, EnhancedControlModule.for_unet(cfg.ecm, unet), cfg)
+
+    # --- saving: the ECM and the config; the U-Net stays in its own folder --------------------------
+    @classmethod
+    def build_pretrained(cls, cfg: SFCIConfig, folder: Path) -> "SFCIForecaster":
+        from tamms.models.unet import load_unet
+
+        unet_dir = Path(cfg.unet) if Path(cfg.unet).is_absolute() else Path(folder) / cfg.unet
+        if not (unet_dir / "config.json").is_file():
+            raise MissingWeightsError(f"no U-Net in {unet_dir} (named by {Path(folder) / 'config.json'}): give the "
+                                      "U-Net folder there, or train one with `tamms train forecast --stage 0`")
+        model = cls.from_config(cfg, load_unet(unet_dir))
+        model.unet_folder = unet_dir.resolve()
+        return model
+
+    def pretrained_config(self) -> dict:
+        cfg = self.cfg.to_dict()
+        cfg["ecm"] = self.ecm.cfg.to_dict()
+        cfg["structural_only"] = bool(self.ecm.structural_only)
+        return cfg
+
+    def pretrained_state(self) -> dict[str, torch.Tensor]:
+        return self.ecm.state_dict()
+
+    def load_pretrained_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.ecm.load_state_dict(tensors)
+
+    def save_pretrained(self, folder, overwrite: bool = False, dtype=None, metadata=None,
+                        unet_folder: str | os.PathLike | None = None) -> Path:
+        """Save the ECM + config into `folder`. The U-Net: `unet_folder` if given (written there in diffusers
+        format when it holds none yet), else the folder it was loaded from, else `folder/unet/`."""
+        folder = Path(folder)
+        if (folder / "config.json").exists() and not overwrite:  # refuse before writing a U-Net there
+            return super().save_pretrained(folder, overwrite=False)
+        if unet_folder is None and self.unet_folder is not None and (self.unet_folder / "config.json").is_file():
+            unet_folder = self.unet_folder
+        if unet_folder is None:
+            unet_folder = folder / "unet"
+        target = Path(unet_folder) if Path(unet_folder).is_absolute() else folder / unet_folder
+        if not (target / "config.json").is_file():
+            self.unet.save_pretrained(str(target), safe_serialization=True)
+        rel = os.path.relpath(target.resolve(), folder.resolve())
+        # sibling or inner folders are named relatively (the folders move together); others absolutely
+        self.cfg.unet = rel if not rel.startswith(os.path.join("..", "..")) else str(target.resolve())
+        return super().save_pretrained(folder, overwrite=overwrite, dtype=dtype, metadata=metadata)
 
     def null_text(self, batch: int, device) -> torch.Tensor:
         return torch.zeros(batch, 1, self.unet.config.cross_attention_dim, device=device)

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tamms.errors import ConfigError, InputError
+from tamms.models.base import PretrainedModel
 from tamms.models.jepa import IJEPA, IJEPAConfig
 from tamms.models.jepa_generator import Conditioning, FlowGenerator, FlowGeneratorConfig, mlp
 
@@ -306,8 +307,21 @@ class CaptionBatch:
     semantic_next: list[str] | None = None  # training only
 
 
-class CaptionGuidedSatJEPA(nn.Module):
+class CaptionGuidedSatJEPA(PretrainedModel):
+    """Caption-guided Zero-RGB Sat-JEPA-Diff; saved with its word-level tokenizer (tokenizer.json)."""
+
     variant = "caption"
+    model_type = "satjepa-diff-caption"
+    config_class = CaptionSatJEPAConfig
+    train_command = "tamms train jepa --config src/tamms/configs/jepa_caption.yaml"
+    extra_files = ("tokenizer.json",)
+
+    @classmethod
+    def build_pretrained(cls, config: CaptionSatJEPAConfig, folder: Path) -> "CaptionGuidedSatJEPA":
+        return cls(config, cls.load_tokenizer(folder))
+
+    def save_extra_files(self, folder: Path) -> None:
+        self.save_tokenizer(folder)
 
     def __init__(self, config: CaptionSatJEPAConfig, tokenizer=None, target_provider=None):
         super().__init__()

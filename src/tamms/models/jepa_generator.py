@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tamms.errors import ConfigError, InputError, MissingWeightsError
+from tamms.models.base import PretrainedModel
 from tamms.models.jepa import IJEPA, IJEPAConfig
 
 
@@ -327,10 +328,13 @@ def check_consistent(ijepa: IJEPAConfig, adapter: AdapterConfig, generator: Flow
         raise ConfigError("ijepa.image_size and generator.image_size must be equal")
 
 
-class SatJEPADiff(nn.Module):
+class SatJEPADiff(PretrainedModel):
     """The coarse-RGB Sat-JEPA-Diff: I_t -> IJEPA forecast z_hat_{t+1} -> adapter(z_hat, I_t^c) -> flow U-Net."""
 
     variant = "rgb"
+    model_type = "satjepa-diff"
+    config_class = SatJEPADiffConfig
+    train_command = "tamms train jepa --config src/tamms/configs/jepa.yaml"
 
     def __init__(self, config: SatJEPADiffConfig, target_provider=None):
         super().__init__()

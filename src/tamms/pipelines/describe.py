@@ -111,16 +111,14 @@ class DescribePipeline:
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike | None = None, **kwargs: Any) -> "DescribePipeline":
         """Load from a folder written by `save_pretrained` (default: the shipped weights)."""
-        from tamms.models.describer import load_describer
+        from tamms.models.describer import Describer
         from tamms.utils import default_weights
 
-        return cls(load_describer(folder or default_weights("describer")), **kwargs)
+        return cls(Describer.from_pretrained(folder or default_weights("describer")), **kwargs)
 
-    def save_pretrained(self, folder: str | os.PathLike) -> Path:
-        from tamms.models.describer import save_describer
-
-        save_describer(self.model, folder)
-        return Path(folder)
+    def save_pretrained(self, folder: str | os.PathLike, overwrite: bool = False, dtype: str | None = None,
+                        metadata: dict | None = None) -> Path:
+        return self.model.save_pretrained(folder, overwrite=overwrite, dtype=dtype, metadata=metadata)
 
     @property
     def config(self):
@@ -189,6 +187,23 @@ class DescribePipeline:
             embs.append((out["text_embeddings"], out["text_mask"]))
         text_embeddings, text_mask = _pad_cat(embs)
         return DescribeOutput(list(texts), torch.cat(sem), text_embeddings, text_mask, [x.dates for x in inputs], scenes)
+
+
+def default_describer(folder: str | os.PathLike | None = None) -> DescribePipeline | None:
+    """The describer that gives a forecaster M_t and text embeddings: from `folder`, else the shipped weights,
+    else None with a warning (the forecast then runs on the structural path only)."""
+    import warnings
+
+    from tamms.errors import MissingWeightsError
+    from tamms.utils import default_weights
+
+    path = Path(folder) if folder is not None else default_weights("describer")
+    if not (path / "config.json").exists():
+        if folder is not None:
+            raise MissingWeightsError(f"no describer weights in {path}: train them with `tamms train describe`")
+        warnings.warn(f"no describer weights in {path}: forecasting without semantic conditioning", stacklevel=2)
+        return None
+    return DescribePipeline.from_pretrained(path)
 
 
 def _pad_cat(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -47,22 +47,45 @@ def _as_tensor(x: Any, what: str) -> torch.Tensor:
     return t
 
 
+def detector_from_pretrained(name_or_folder: str | Path, **options: Any) -> ChangeDetector:
+    """A `ChangeDetector`: "cva" (classical, no weights), or a trained network from a saved folder (or the shipped
+    folder of that name). options: for UniChange, `categories`, `semantic`, `generate` (see UniChangeDetector)."""
+    from tamms.models import load_pretrained, resolve_weights
+    from tamms.models.change.siamese import SiameseChangeNet, SiameseDetector
+    from tamms.models.change.unichange import UniChangeDetector, UniChangeModel
+
+    if str(name_or_folder) == "cva" and not Path(name_or_folder).is_dir():
+        from tamms.models.change.cva import CVADetector
+
+        return CVADetector(**options)
+    shipped = not Path(name_or_folder).is_dir()
+    folder = resolve_weights(name_or_folder, f"tamms train detect --config src/tamms/configs/detect_{name_or_folder}.yaml"
+                            if shipped else "tamms train detect --config FILE")
+    net = load_pretrained(folder)
+    if isinstance(net, SiameseChangeNet):
+        if options:
+            raise ConfigError(f"the siamese detector takes no options (got {sorted(options)}): it finds every change")
+        return SiameseDetector(net, name="siamese" if shipped else f"siamese:{folder.name}")
+    if isinstance(net, UniChangeModel):
+        return UniChangeDetector(net, name="unichange" if shipped else f"unichange:{folder.name}", **options)
+    raise ConfigError(f"{folder} holds a {net.model_type} model, not a change detector: give a detector's folder")
+
+
 class DetectPipeline:
     def __init__(self, detector: ChangeDetector):
         self.detector = detector
 
     @classmethod
-    def from_pretrained(cls, name_or_folder: str | Path = "default", **options: Any) -> "DetectPipeline":
-        """"cva", "siamese", "unichange", "default" (the best detector trained here), or a weights folder."""
-        from tamms.models.change.registry import load_detector
+    def from_pretrained(cls, name_or_folder: str | Path, **options: Any) -> "DetectPipeline":
+        """"cva", a trained detector's folder, or the name of a shipped one ("siamese", "unichange"); the registry
+        (`tamms.registry.load_detector`) also knows "default", the best detector trained here."""
+        return cls(detector_from_pretrained(name_or_folder, **options))
 
-        return cls(load_detector(str(name_or_folder), **options))
-
-    def save_pretrained(self, folder: str | Path) -> Path:
+    def save_pretrained(self, folder: str | Path, overwrite: bool = False, metadata: dict | None = None) -> Path:
         model = getattr(self.detector, "model", None)
         if model is None or not hasattr(model, "save_pretrained"):
             raise ConfigError(f"the {self.detector.name} detector has no trained weights to save")
-        return model.save_pretrained(folder)
+        return model.save_pretrained(folder, overwrite=overwrite, metadata=metadata)
 
     @torch.no_grad()
     def __call__(self, before: Any, after: Any = None, semantic: bool = False,

@@ -17,7 +17,7 @@ import datetime as dt
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -169,6 +169,127 @@ def forecast_tiled(model, history: torch.Tensor, history_days: torch.Tensor, tar
 
 
 # ------------------------------------------------------------------------------------------------
+# forecast models behind one interface
+# ------------------------------------------------------------------------------------------------
+
+
+class ForecastModel:
+    """What the pipeline needs from a forecaster.
+
+    `forecast(history [B, T, C, H, W] in [0, 1], history_days [B, T], target_days [B], num_samples,
+    num_inference_steps, noise [B, K, C, H, W] or None, generator, semantic, text_embeddings, text_mask)`
+    returns `[B, K, C, H, W]` in [0, 1]. `tile_size`: the size the model runs at (None: any size).
+    """
+
+    name: str = "model"
+    stochastic: bool = False
+    channels: int = 3
+    history: int = 3
+    tile_size: int | None = None
+    uses_semantic: bool = False  # wants the describer's M_t
+    uses_text: bool = False  # wants the describer's text embeddings
+    default_steps: int | None = None  # sampler steps when the caller gives none (diffusion models)
+
+    def forecast(self, history: torch.Tensor, history_days: torch.Tensor, target_days: torch.Tensor,
+                 num_samples: int = 1, num_inference_steps: int = 20, noise: torch.Tensor | None = None,
+                 generator: torch.Generator | None = None, semantic: torch.Tensor | None = None,
+                 text_embeddings: torch.Tensor | None = None, text_mask: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class FunctionForecastModel(ForecastModel):
+    """A deterministic forecast function or network (persistence, trend, SimVP, ConvLSTM)."""
+
+    def __init__(self, name: str, fn: Callable[..., torch.Tensor], history: int, multiple_of: int = 1):
+        self.name, self.fn, self.history, self.multiple_of = name, fn, history, multiple_of
+
+    @torch.no_grad()
+    def forecast(self, history, history_days, target_days, num_samples=1, num_inference_steps=20, noise=None,
+                 generator=None, semantic=None, text_embeddings=None, text_mask=None):
+        h, w = history.shape[-2:]
+        m = self.multiple_of
+        ph, pw = (-h) % m, (-w) % m
+        if ph or pw:  # networks that downsample need a size divisible by their stride
+            b, t = history.shape[:2]
+            flat = history.reshape(b * t, *history.shape[2:])  # [B*T, C, H, W]
+            mode = "reflect" if ph < h and pw < w else "replicate"
+            history = torch.nn.functional.pad(flat, (0, pw, 0, ph), mode=mode).reshape(b, t, history.shape[2],
+                                                                                       h + ph, w + pw)
+        out = self.fn(history, history_days.to(torch.float64), target_days.to(torch.float64))[..., :h, :w]
+        return out.unsqueeze(1).expand(-1, num_samples, -1, -1, -1)  # [B, K, C, H, W]
+
+
+class SFCIForecastModel(ForecastModel):
+    """Frozen U-Net + ECM, sampled with a diffusers scheduler (DDIM or DPM-Solver++)."""
+
+    stochastic = True
+
+    def __init__(self, name: str, forecaster, scheduler: str = "ddim", strength: float | None = None,
+                 default_steps: int | None = None):
+        self.name = name
+        self.strength = forecaster.cfg.strength if strength is None else strength
+        self.default_steps = default_steps or forecaster.cfg.default_steps
+        self.model = forecaster.eval()
+        self.history = forecaster.cfg.history
+        self.channels = forecaster.cfg.channels
+        self.tile_size = int(forecaster.unet.config.sample_size)
+        ecm_cfg = forecaster.ecm.cfg
+        self.uses_semantic = ecm_cfg.use_semantic and not forecaster.ecm.structural_only
+        self.uses_text = ecm_cfg.use_text and not forecaster.ecm.structural_only
+        self.scheduler_name = scheduler
+
+    def forecast(self, history, history_days, target_days, num_samples=1, num_inference_steps=20, noise=None,
+                 generator=None, semantic=None, text_embeddings=None, text_mask=None):
+        return sample_sfci(self.model, history, history_days, target_days, num_samples=num_samples,
+                           num_inference_steps=num_inference_steps, noise=noise, generator=generator,
+                           semantic=semantic, text_embeddings=text_embeddings, text_mask=text_mask,
+                           scheduler=self.scheduler_name, strength=self.strength)
+
+
+def _persistence() -> ForecastModel:
+    from tamms.models.baselines.forecast import persistence
+
+    return FunctionForecastModel("persistence", persistence, history=1)
+
+
+def _linear_trend() -> ForecastModel:
+    from tamms.models.baselines.forecast import linear_trend
+
+    return FunctionForecastModel("linear-trend", linear_trend, history=3)
+
+
+# forecasters that need no weights
+BUILTIN_FORECASTERS: dict[str, Callable[[], ForecastModel]] = {"persistence": _persistence,
+                                                               "linear-trend": _linear_trend}
+
+
+def forecast_model_from_pretrained(name_or_folder: str | Path, name: str | None = None, scheduler: str = "ddim",
+                                   strength: float | None = None, describer: Any = None) -> ForecastModel:
+    """A `ForecastModel` from a saved folder (or the shipped folder of that name); its model_type says which.
+
+    Built-in forecasters ("persistence", "linear-trend") need no folder."""
+    from tamms.models import load_pretrained, resolve_weights
+    from tamms.models.baselines.forecast import ConvLSTM, SimVP
+    from tamms.models.forecaster import SFCIForecaster
+
+    if str(name_or_folder) in BUILTIN_FORECASTERS and not Path(name_or_folder).is_dir():
+        return BUILTIN_FORECASTERS[str(name_or_folder)]()
+    folder = resolve_weights(name_or_folder, "tamms train forecast --config src/tamms/configs/forecast.yaml")
+    name = name or folder.name
+    net = load_pretrained(folder)
+    if isinstance(net, SFCIForecaster):
+        return SFCIForecastModel(name, net, scheduler, strength)
+    if isinstance(net, (SimVP, ConvLSTM)):
+        history = getattr(net.cfg, "history", getattr(net, "history", 3))
+        return FunctionForecastModel(name, net, history=history, multiple_of=net.multiple_of)
+    from tamms.pipelines.jepa import SatJEPAForecastModel, SatJEPAPipeline
+
+    if getattr(net, "variant", None) in ("rgb", "caption"):
+        return SatJEPAForecastModel(SatJEPAPipeline(net), name, describer)
+    raise InputError(f"{folder} holds a {net.model_type} model, which does not forecast: give a forecaster's folder")
+
+
+# ------------------------------------------------------------------------------------------------
 # the pipeline
 # ------------------------------------------------------------------------------------------------
 
@@ -186,18 +307,16 @@ class ForecastPipeline:
     def from_pretrained(cls, name_or_folder: str | Path = "tamms", model: str | None = None,
                         describer: Any = "default", scheduler: str = "ddim", strength: float | None = None,
                         **kwargs: Any) -> "ForecastPipeline":
-        """`name_or_folder`: a registry name (`tamms`, `simvp`, ...) or a weights folder (then `model` names it)."""
-        from tamms.models.registry import FORECAST_MODELS, load_describer, load_forecast_model
+        """`name_or_folder`: a saved forecaster's folder, the name of a shipped one (`tamms`, `simvp`, ...;
+        see `tamms.registry.FORECAST_MODELS`), or "persistence" / "linear-trend". `model`: the name to report
+        (default: the folder's name). describer: "default" loads the shipped describer when the model uses M_t."""
+        from tamms.pipelines.describe import default_describer
 
-        if str(name_or_folder) in FORECAST_MODELS:
-            name, weights = str(name_or_folder), None
-        else:
-            name, weights = model or "tamms", Path(name_or_folder)
-        extra = {"scheduler": scheduler, "strength": strength} if name.startswith("tamms") else {}
-        fm = load_forecast_model(name, weights, **extra)
+        fm = forecast_model_from_pretrained(name_or_folder, model, scheduler=scheduler, strength=strength,
+                                            describer=None if describer == "default" else describer)
         desc = None
         if fm.uses_semantic or fm.uses_text:
-            desc = load_describer(None) if describer == "default" else describer
+            desc = default_describer() if describer == "default" else describer
         return cls(fm, desc, **kwargs)
 
     # --- inputs ---------------------------------------------------------------------------------

@@ -1,14 +1,14 @@
 """Sat-JEPA-Diff pipelines: forecast, autoregressive rollout (paper appendix C), benchmark rows, rollout figure.
 
-`SatJEPAPipeline.from_pretrained(folder | None, variant="rgb"|"caption")` loads `config.json` +
-`model.safetensors` (+ `tokenizer.json` for the caption variant); without a folder it loads the shipped weights
+`SatJEPAPipeline.from_pretrained(folder | None, variant="rgb"|"caption")` loads a folder saved by the model's
+`save_pretrained` (`config.json` + `model.safetensors` + `tokenizer.json` for the caption variant); without a folder
+it loads the shipped weights
 (`src/tamms/weights/satjepa/`, `.../satjepa-caption/`). `__call__` returns the forecasting pipeline's
 `ForecastOutput(images [B, K, C, H, W], mean, spread, target_days)`.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,57 +36,6 @@ except Exception:  # pragma: no cover - only while the forecasting pipeline is n
 VARIANTS = {"rgb": "satjepa", "caption": "satjepa-caption"}
 
 
-# --------------------------------------------------------------------------------------------- save / load
-def build_model(config: dict, variant: str, tokenizer=None):
-    if variant == "rgb":
-        from tamms.models.jepa_generator import SatJEPADiff, SatJEPADiffConfig
-
-        return SatJEPADiff(SatJEPADiffConfig.from_dict(config))
-    if variant == "caption":
-        from tamms.models.jepa_caption import CaptionGuidedSatJEPA, CaptionSatJEPAConfig
-
-        return CaptionGuidedSatJEPA(CaptionSatJEPAConfig.from_dict(config), tokenizer)
-    raise ConfigError(f"unknown Sat-JEPA-Diff variant {variant!r}: use 'rgb' or 'caption'")
-
-
-def save_pretrained(model, folder: str | Path, extra: dict | None = None, overwrite: bool = False) -> Path:
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    cfg = {"model": "satjepa-diff", "variant": model.variant, "config": model.config.to_dict(), **(extra or {})}
-    with atomic_output(folder / "config.json", overwrite) as tmp:
-        tmp.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    with atomic_output(folder / "model.safetensors", overwrite) as tmp:
-        save_file(state, str(tmp))
-    if model.variant == "caption":
-        with atomic_output(folder / "tokenizer.json", overwrite) as tmp:
-            tmp.write_text(model.text_encoder.tokenizer.to_str(), encoding="utf-8")
-    for f in folder.iterdir():  # temporary files are created 0600; weights are package data everyone reads
-        if f.name in ("config.json", "model.safetensors", "tokenizer.json"):
-            f.chmod(0o644)
-    return folder
-
-
-def load_pretrained(folder: str | Path):
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    if not (folder / "config.json").exists() or not (folder / "model.safetensors").exists():
-        raise MissingWeightsError(f"{folder} holds no Sat-JEPA-Diff weights (config.json + model.safetensors); "
-                                  "train them with `tamms train jepa --config ...` or give the right folder")
-    cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    tokenizer = None
-    if cfg["variant"] == "caption":
-        from tamms.models.jepa_caption import CaptionGuidedSatJEPA
-
-        tokenizer = CaptionGuidedSatJEPA.load_tokenizer(folder)
-    model = build_model(cfg["config"], cfg["variant"], tokenizer)
-    model.load_state_dict(load_file(str(folder / "model.safetensors")))
-    return model.eval()
-
-
 # --------------------------------------------------------------------------------------------- pipeline
 class SatJEPAPipeline:
     """Forecast the next image of each sequence with Sat-JEPA-Diff (coarse-RGB or caption-guided Zero-RGB)."""
@@ -101,14 +50,20 @@ class SatJEPAPipeline:
 
     @classmethod
     def from_pretrained(cls, folder: str | Path | None = None, variant: str = "rgb", describer=None) -> "SatJEPAPipeline":
+        """A folder written by `save_pretrained`, else the shipped weights of `variant` ("rgb" or "caption")."""
+        from tamms.models import load_pretrained
+
         if folder is None:
             if variant not in VARIANTS:
                 raise ConfigError(f"unknown variant {variant!r}: use 'rgb' or 'caption'")
             folder = default_weights(VARIANTS[variant])
-        return cls(load_pretrained(folder), describer)
+        model = load_pretrained(folder)
+        if getattr(model, "variant", None) not in VARIANTS:
+            raise ConfigError(f"{folder} holds a {model.model_type} model, not Sat-JEPA-Diff: give a Sat-JEPA-Diff folder")
+        return cls(model, describer)
 
-    def save_pretrained(self, folder: str | Path, overwrite: bool = False) -> Path:
-        return save_pretrained(self.model, folder, overwrite=overwrite)
+    def save_pretrained(self, folder: str | Path, overwrite: bool = False, metadata: dict | None = None) -> Path:
+        return self.model.save_pretrained(folder, overwrite=overwrite, metadata=metadata)
 
     # --- input checks --------------------------------------------------------------------------------
     def _frame(self, frame: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -122,9 +77,9 @@ class SatJEPAPipeline:
         return x.clamp(0, 1)
 
     def bands(self, seq: Any) -> list[int]:
-        from tamms.tasks.jepa import select_bands
+        from tamms.data.transforms import model_band_indices
 
-        return select_bands(seq, self.model.config.ijepa.in_channels)
+        return model_band_indices(seq, self.model.config.ijepa.in_channels)
 
     def _to_model_size(self, x: torch.Tensor) -> torch.Tensor:
         s = self.model.config.ijepa.image_size
@@ -311,7 +266,7 @@ def rollout_figure(path: str | Path, sequence, pipelines: dict[str, SatJEPAPipel
 
 # --------------------------------------------------------------------------------------------- forecast registry
 class SatJEPAForecastModel:
-    """`tamms.models.registry.ForecastModel` for `--model satjepa` / `satjepa-caption` of `tamms forecast`.
+    """`tamms.pipelines.forecast.ForecastModel` for `--model satjepa` / `satjepa-caption` of `tamms forecast`.
 
     One step per call: I_t = the last history frame, gap = target - last date. The caption variant captions
     the last frame with the description model (`DescribePipeline`, default weights) since the registry
@@ -371,13 +326,3 @@ class SatJEPAForecastModel:
             else:
                 outs.append(self.pipeline.step(current, gap, captions, num_inference_steps, generator))
         return torch.stack(outs, dim=1)  # [B, K, C, H, W]
-
-
-def load_satjepa(weights: str | Path | None = None, **_: Any) -> SatJEPAForecastModel:
-    """Registry loader: `FORECAST_MODELS["satjepa"] = load_satjepa`."""
-    return SatJEPAForecastModel(SatJEPAPipeline.from_pretrained(weights, variant="rgb"), "satjepa")
-
-
-def load_satjepa_caption(weights: str | Path | None = None, describer=None, **_: Any) -> SatJEPAForecastModel:
-    """Registry loader: `FORECAST_MODELS["satjepa-caption"] = load_satjepa_caption`."""
-    return SatJEPAForecastModel(SatJEPAPipeline.from_pretrained(weights, variant="caption"), "satjepa-caption", describer)

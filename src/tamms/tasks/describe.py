@@ -237,7 +237,6 @@ def train_describer(config: dict[str, Any] | str | Path, output: str | Path | No
     """
     from lightning.pytorch.callbacks import RichProgressBar
 
-    from tamms.models.describer import save_describer
     from tamms.models.language import train_tokenizer
 
     if not isinstance(config, dict):
@@ -264,9 +263,9 @@ def train_describer(config: dict[str, Any] | str | Path, output: str | Path | No
     levir_path = data_cfg.get("levir_cc", str(DEFAULT_LEVIR_CC))
     levir = levir_cc_texts(levir_path)
     if train_cfg.init_from:
-        from tamms.models.describer import load_describer
+        from tamms.models.describer import Describer
 
-        model = load_describer(train_cfg.init_from).train()
+        model = Describer.from_pretrained(train_cfg.init_from).train()
         model_cfg = model.config
     else:
         tokenizer = train_tokenizer(tokenizer_corpus(train_inputs, levir),
@@ -315,7 +314,7 @@ def train_describer(config: dict[str, Any] | str | Path, output: str | Path | No
         "output": str(out_dir),
     }
     if trainer.is_global_zero:
-        save_describer(model, out_dir, dtype=train_cfg.save_dtype)
-        (out_dir / "training.json").write_text(json.dumps({"config": config, "summary": summary}, indent=2, default=str))
+        model.save_pretrained(out_dir, overwrite=True, dtype=train_cfg.save_dtype,
+                              metadata={"training": json.loads(json.dumps({"config": config, "summary": summary}, default=str))})
     summary["task"] = task
     return summary

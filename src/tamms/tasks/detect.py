@@ -183,7 +183,7 @@ class ChangeDetectionTask(L.LightningModule):
                  source_classes: list[str] | None = None):
         super().__init__()
         self.save_hyperparameters()
-        from tamms.models.change.registry import build_network
+        from tamms.models import build_model as build_network
 
         self.net = build_network(model, model_config or {})
         self.model_name = model
@@ -332,7 +332,7 @@ def train_detect(config: DetectTrainConfig, output: str | Path | None = None, ov
     task = ChangeDetectionTask(config.model, model_config, lr=config.lr, weight_decay=config.weight_decay,
                                max_steps=config.max_steps, seed=config.seed, source_classes=source_classes)
     if config.init_from:
-        from tamms.models.change.registry import load_network
+        from tamms.models import load_pretrained as load_network
 
         task.net.load_state_dict(load_network(config.init_from).state_dict())
         log.info("continuing from %s", config.init_from)

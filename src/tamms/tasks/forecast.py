@@ -382,7 +382,14 @@ def make_trainer(cfg: dict[str, Any], max_steps: int, max_minutes: float | None 
 
 def train_forecast(cfg: dict[str, Any], stage: int, out_dir: str | Path | None = None) -> Path:
     """Run one training stage per the config; returns the weights folder written."""
-    from tamms.models.registry import ECM_VARIANTS, ecm_filename, load_sfci, save_sfci
+    from tamms.models.forecaster import SFCIConfig, SFCIForecaster
+    from tamms.models.unet import load_unet
+
+    # TAMMs table 2 ablations: ECMConfig overrides; each stage is saved in its own folder (save_pretrained)
+    ecm_variants = {"no-semantic": {"use_semantic": False}, "no-text": {"use_text": False}}
+
+    def stage_folder(s: int, v: str | None) -> Path:
+        return out / (f"stage{s}" + (f"-{v}" if v and s >= 2 else ""))
 
     seed = int(cfg.get("seed", 0))
     L.seed_everything(seed, workers=True)
@@ -399,9 +406,7 @@ def train_forecast(cfg: dict[str, Any], stage: int, out_dir: str | Path | None =
         data = DataLoader(WindowDataset(windows, cfg.get("crop", 32), repeat=1000, seed=seed),
                           batch_size=int(section.get("batch_size", 16)), shuffle=True, num_workers=0)
         make_trainer(cfg, steps, section.get("max_minutes")).fit(task, data)
-        from tamms.models.registry import save_baseline
-
-        return save_baseline(task.net, name, out)
+        return task.net.save_pretrained(out, overwrite=True)
 
     if stage == 0:
         s0 = cfg.get("unet_pretrain", {})
@@ -424,11 +429,25 @@ def train_forecast(cfg: dict[str, Any], stage: int, out_dir: str | Path | None =
     if variant and stage == 1:
         raise ConfigError(f"the ablations share the stage-1 ECM: train --stage 1 without --ablation, then "
                           f"--stage 2 --ablation {variant} and --stage 3 --ablation {variant}")
-    previous = None if stage == 1 else out / ecm_filename(stage - 1, variant)
-    if previous is not None and not previous.exists():
+    if variant is not None and variant not in ecm_variants:
+        raise ConfigError(f"unknown ablation {variant!r}: choose one of {sorted(ecm_variants)}")
+    previous = None if stage == 1 else stage_folder(stage - 1, variant if stage == 3 else None)
+    if previous is not None and not (previous / "config.json").exists():
         again = f" --ablation {variant}" if variant and stage == 3 else ""
         raise MissingWeightsError(f"stage {stage} starts from {previous}: run --stage {stage - 1}{again} first")
-    forecaster = load_sfci(out, cfg, ecm_file=previous, **ECM_VARIANTS.get(variant or "", {}))
+    if previous is None:
+        if not (out / "unet" / "config.json").exists():
+            raise MissingWeightsError(f"no U-Net in {out / 'unet'}: run `tamms train forecast --config FILE --stage 0` first")
+        sampling = cfg.get("sampling", {})
+        sfci_cfg = SFCIConfig.from_dict({"history": history, "prediction_type": cfg.get("prediction_type", "sample"),
+                                         "ecm": dict(cfg.get("ecm", {})), "default_steps": sampling.get("steps"),
+                                         "strength": float(sampling.get("strength", 1.0))})
+        forecaster = SFCIForecaster.from_config(sfci_cfg, load_unet(out / "unet"))
+        forecaster.unet_folder = (out / "unet").resolve()
+    else:
+        forecaster = SFCIForecaster.from_pretrained(previous)
+    for key, value in ecm_variants.get(variant or "", {}).items():
+        setattr(forecaster.ecm.cfg, key, value)
     if stage >= 2:
         t0 = time.time()
         attach_conditioning(windows, cfg)
@@ -452,12 +471,14 @@ def train_forecast(cfg: dict[str, Any], stage: int, out_dir: str | Path | None =
     data = DataLoader(WindowDataset(windows, cfg.get("crop", 32), repeat=1000, seed=seed + stage),
                       batch_size=int(section.get("batch_size", 16)), shuffle=True, num_workers=0)
     make_trainer(cfg, steps, section.get("max_minutes")).fit(task, data)
-    return save_sfci(forecaster, out, cfg, stage, variant)
+    forecaster.ecm.structural_only = stage == 1
+    return forecaster.save_pretrained(stage_folder(stage, variant), overwrite=True, unet_folder=out / "unet",
+                                      metadata={"training": {"stage": stage, "ablation": variant, "crop": cfg.get("crop")}})
 
 
 def attach_conditioning(windows: Windows, cfg: dict[str, Any]) -> None:
     """Compute the describer's M_t and text embeddings for every window's history (once)."""
-    from tamms.models.registry import load_describer
+    from tamms.pipelines.describe import default_describer as load_describer
 
     describer = load_describer(cfg.get("describer"))
     if describer is None:

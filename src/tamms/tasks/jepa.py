@@ -180,7 +180,7 @@ def fit(config: dict[str, Any], variant: str, output: str | None = None, overwri
     import time
 
     from tamms.models.jepa_caption import build_tokenizer
-    from tamms.pipelines.jepa import build_model, save_pretrained
+    from tamms.models import build_model
 
     tr = dict(config.get("training", {}))
     if output and (Path(output) / "model.safetensors").exists() and not overwrite:
@@ -204,7 +204,7 @@ def fit(config: dict[str, Any], variant: str, output: str | None = None, overwri
         tokenizer = build_tokenizer(texts, int(config.get("model", {}).get("text", {}).get("vocab_size", 512)))
     init_from = tr.get("init_from")
     if init_from:  # continue from saved weights (same architecture); the caption tokenizer comes with them
-        from tamms.pipelines.jepa import load_pretrained
+        from tamms.models import load_pretrained
 
         model = load_pretrained(init_from).train()
         if model.variant != variant:
@@ -215,7 +215,8 @@ def fit(config: dict[str, Any], variant: str, output: str | None = None, overwri
             model.freeze_text_encoder()
         log(f"[jepa] continuing from {init_from}")
     else:
-        model = build_model(config.get("model", {}), variant, tokenizer)
+        model = build_model("satjepa-diff-caption" if variant == "caption" else "satjepa-diff", config.get("model", {}),
+                            **({"tokenizer": tokenizer} if variant == "caption" else {}))
     if variant == "caption" and not init_from:
         losses = pretrain_text_encoder(model, texts, int(tr.get("text_pretrain_steps", 300)), seed=seed)
         log(f"[jepa] text encoder bag-of-words loss {losses[0]:.4f} -> {losses[-1]:.4f}")
@@ -254,6 +255,6 @@ def fit(config: dict[str, Any], variant: str, output: str | None = None, overwri
     log(f"[jepa] done: {summary}")
     if output:
         extra = {"training": summary, "train_config": config, "training_runs": previous + [summary]}
-        save_pretrained(model, output, extra=extra, overwrite=overwrite)
+        model.save_pretrained(output, overwrite=overwrite, metadata=extra)
         log(f"[jepa] saved to {output}")
     return model.eval(), summary

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tamms.models.base import PretrainedModel
+
 
 def gap_planes(history_days: torch.Tensor, target_days: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """[B, T] and [B] days -> [B, T, 1, H, W] planes of log(1 + (target - frame) / 365.25)."""
@@ -72,7 +74,12 @@ class InceptionBlock(nn.Module):
         return x + F.silu(self.norm(sum(branch(h) for branch in self.branches)))
 
 
-class SimVP(nn.Module):
+class SimVP(PretrainedModel):
+    model_type = "simvp"
+    config_class = SimVPConfig
+    train_command = "tamms train forecast --config src/tamms/configs/forecast_simvp.yaml"
+    multiple_of = 4  # two stride-2 convs: inputs are padded to a multiple of 4
+
     def __init__(self, cfg: SimVPConfig):
         super().__init__()
         self.cfg = cfg
@@ -127,7 +134,13 @@ class ConvLSTMCell(nn.Module):
         return h, c
 
 
-class ConvLSTM(nn.Module):
+class ConvLSTM(PretrainedModel):
+    model_type = "convlstm"
+    config_class = ConvLSTMConfig
+    train_command = "tamms train forecast --config src/tamms/configs/forecast_convlstm.yaml"
+    multiple_of = 2
+    history = 3  # frames it is fed (it runs on any number; the shipped weights were trained on 3)
+
     def __init__(self, cfg: ConvLSTMConfig):
         super().__init__()
         self.cfg = cfg

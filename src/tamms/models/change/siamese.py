@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tamms.models.change.base import ChangeResult, read_network_config, save_network
+from tamms.models.base import PretrainedModel
+from tamms.models.change.base import ChangeResult
 
 
 @dataclass
@@ -64,9 +65,13 @@ class SiameseEncoder(nn.Module):
         return feats
 
 
-class SiameseChangeNet(nn.Module):
+class SiameseChangeNet(PretrainedModel):
     """image_a, image_b `[B, C, H, W]` -> change logits `[B, H, W]` (H, W divisible by 2**(levels-1) is not
     required: inputs are padded and the logits cropped back)."""
+
+    model_type = "siamese"
+    config_class = SiameseConfig
+    train_command = "tamms train detect --config src/tamms/configs/detect_siamese.yaml"
 
     def __init__(self, config: SiameseConfig | None = None):
         super().__init__()
@@ -93,17 +98,6 @@ class SiameseChangeNet(nn.Module):
             x = dec(torch.cat([up(x), skip], dim=1))
         logits = self.head(x)[:, 0]  # [B, H', W']
         return logits[:, :h, :w]
-
-    def save_pretrained(self, folder: str | Path) -> Path:
-        return save_network(self, folder, "siamese")
-
-    @classmethod
-    def from_pretrained(cls, folder: str | Path) -> "SiameseChangeNet":
-        from safetensors.torch import load_model
-
-        model = cls(SiameseConfig.from_dict(read_network_config(folder, "siamese", "detect_siamese.yaml")))
-        load_model(model, str(Path(folder) / "model.safetensors"))
-        return model.eval()
 
 
 class SiameseDetector:

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from tamms.errors import InputError, MissingWeightsError
-from tamms.models.change.base import ChangeResult, read_network_config, save_network
+from tamms.models.base import PretrainedModel
+from tamms.models.change.base import ChangeResult
 from tamms.models.change.decoder import MultiScaleBackbone, TokenDecoderConfig, TokenDrivenDecoder
 from tamms.models.change.siamese import prepare_pair
 
@@ -196,7 +197,11 @@ class UniChangeOutput:
     response_ok: list[bool]
 
 
-class UniChangeModel(nn.Module):
+class UniChangeModel(PretrainedModel):
+    model_type = "unichange"
+    config_class = UniChangeConfig
+    train_command = "tamms train detect --config src/tamms/configs/detect_unichange.yaml"
+
     def __init__(self, config: UniChangeConfig | None = None):
         super().__init__()
         self.config = config or UniChangeConfig()
@@ -354,24 +359,15 @@ class UniChangeModel(nn.Module):
         return UniChangeOutput(change, t1, t2, cpad, f_t1, f_t2, None, texts, ok)
 
     # -- files -----------------------------------------------------------------------------------------
-    def save_pretrained(self, folder: str | Path) -> Path:
-        tensors = None
+    def pretrained_state(self) -> dict[str, torch.Tensor]:
+        state = self.state_dict()
         if self.config.lm_path:  # keep only what was trained; the base LM comes from lm_path
             keep = {n for n, p in self.named_parameters() if p.requires_grad}
-            tensors = {n: t for n, t in self.state_dict().items() if n in keep or not n.startswith("lm.")}
-        return save_network(self, folder, "unichange", tensors)
+            state = {n: t for n, t in state.items() if n in keep or not n.startswith("lm.")}
+        return state
 
-    @classmethod
-    def from_pretrained(cls, folder: str | Path) -> "UniChangeModel":
-        from safetensors.torch import load_file, load_model
-
-        model = cls(UniChangeConfig.from_dict(read_network_config(folder, "unichange", "detect_unichange.yaml")))
-        weights = str(Path(folder) / "model.safetensors")
-        if model.config.lm_path:
-            model.load_state_dict(load_file(weights), strict=False)
-        else:
-            load_model(model, weights)
-        return model.eval()
+    def load_pretrained_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.load_state_dict(tensors, strict=not self.config.lm_path)
 
 
 # ----------------------------------------------------------------------------------------------------------
