@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 
@@ -40,11 +38,19 @@ def test_inspect_naip_prints_dates_gaps_and_writes_sheet(tmp_path, capsys, monke
     img = read_image(sheet)
     assert img.count == 3 and img.shape[0] > 2 * 192 and img.shape[1] > 5 * 192  # 2 rows of 5 frames
     assert img.data.std() > 20  # real imagery, not a blank canvas
-    # a second run does not overwrite the sheet, and says how to
+    # run again in the same folder: it replaces its own sheet
+    sheet.write_bytes(sheet.read_bytes())  # same bytes, new mtime
+    before = sheet.stat().st_mtime_ns
+    code, out, err = run(["data", "inspect", str(naip)], capsys)
+    assert code == 0, err
+    assert sheet.stat().st_mtime_ns != before and read_image(sheet).shape == img.shape
+    # a file there that is not a contact sheet is kept, and the error says how to replace it
+    sheet.write_bytes(b"my notes")
     code, _, err = run(["data", "inspect", str(naip)], capsys)
-    assert code == 2 and "already exists" in err and "--overwrite" in err and err.count("\n") == 1
+    assert code == 2 and "not a contact sheet" in err and "--overwrite" in err and err.count("\n") == 1
+    assert sheet.read_bytes() == b"my notes"
     code, _, _ = run(["data", "inspect", str(naip), "--overwrite"], capsys)
-    assert code == 0
+    assert code == 0 and read_image(sheet).shape == img.shape
 
 
 def test_inspect_levir_cd_and_landsat(tmp_path, capsys):
@@ -66,8 +72,6 @@ def test_inspect_bad_input_is_one_line_exit_2(tmp_path, capsys):
     assert code == 2 and "does not exist" in err
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tamms.data.synthetic") is None,
-                    reason="tamms.data.synthetic (the synthetic world) is not in this checkout yet")
 def test_synth_then_inspect(tmp_path, capsys, monkeypatch):
     out_dir = tmp_path / "world"
     code, out, _ = run(["data", "synth", "--out", str(out_dir), "--n", "3", "--size", "32", "--frames", "4",
@@ -82,6 +86,8 @@ def test_synth_then_inspect(tmp_path, capsys, monkeypatch):
     code, out, _ = run(["data", "inspect", str(out_dir)], capsys)
     assert code == 0 and "3 sequences" in out and all(f.name in out for f in folders)
     assert (tmp_path / "world_contact_sheet.png").is_file()
+    code, out, err = run(["data", "inspect", str(out_dir)], capsys)  # again, same folder: replaces its sheet
+    assert code == 0 and "3 sequences" in out, err
     code, out, _ = run(["data", "inspect", str(folders[0]), "--sheet", str(tmp_path / "one.png")], capsys)
     assert code == 0 and "future" in out and "4 frames" in out
     from tamms.data.readers import read_sequence

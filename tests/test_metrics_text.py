@@ -7,6 +7,7 @@ import io
 import json
 import random
 
+import pycocoevalcap  # noqa: F401 - a dev dependency: the reference every caption metric is compared with
 import pytest
 
 from tamms.errors import InputError
@@ -14,8 +15,8 @@ from tamms.metrics._coco_tokenize import approximate_tokenize, coco_jar_dir, coc
 from tamms.metrics.text import CAPTION_KEYS, MeteorJar, caption_scores
 from tests.conftest import shared_path
 
-pytest.importorskip("pycocoevalcap")
-needs_java = pytest.mark.skipif(coco_jar_dir() is None, reason="needs java and pycocoevalcap")
+# Java runs the PTB tokenizer and the METEOR jar; .ci/run installs it (default-jre-headless)
+needs_java = pytest.mark.skipif(coco_jar_dir() is None, reason="needs java (apt-get install default-jre-headless)")
 
 
 def coco_reference_many(corpora: dict) -> dict:

@@ -231,7 +231,8 @@ def test_speed_smoke():
 
 
 def test_written_world_reads_back_with_the_data_reader(tmp_path):
-    readers = pytest.importorskip("tamms.data.readers")
+    from tamms.data import readers
+
     config = SyntheticWorldConfig(size=32, frames=3)
     (path,) = write_world(tmp_path / "w", 1, config=config, progress=False)
     back, seq = readers.read_sequence(path), generate_sequence(0, config)

@@ -25,9 +25,11 @@ def inspect_command(
     path: Path = typer.Argument(..., help="A sequence folder, a folder of dated images, a LEVIR-CD folder, "
                                           "or a folder of sequence folders."),
     sheet: Optional[Path] = typer.Option(None, "--sheet", help="Contact sheet PNG to write "
-                                         "(default ./<name>_contact_sheet.png)."),
+                                         "(default ./<name>_contact_sheet.png; a contact sheet already there is "
+                                         "replaced, so inspect can be run again)."),
     no_sheet: bool = typer.Option(False, "--no-sheet", help="Only print the table."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing contact sheet."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file at the sheet path even "
+                                   "when it is not a contact sheet."),
     bands: Optional[str] = typer.Option(None, "--bands", help="Bands to read, by 0-based index or name: 0,1,2"),
     scaling: str = typer.Option("auto", "--scaling", help="auto | percentile | none | a divisor (10000)."),
     limit: int = typer.Option(20, "--limit", help="Rows shown for a folder of many sequences."),
@@ -38,7 +40,7 @@ def inspect_command(
     from rich.console import Console
     from rich.table import Table
 
-    from tamms.data.inspect import contact_sheet, inspect_path
+    from tamms.data.inspect import contact_sheet, inspect_path, is_contact_sheet
     from tamms.errors import OutputExistsError
 
     read_kwargs = {"scaling": scaling}
@@ -49,8 +51,9 @@ def inspect_command(
     out = None
     if not no_sheet:
         out = sheet or Path.cwd() / f"{path.resolve().name}_contact_sheet.png"
-        if out.exists() and not overwrite:  # fail before the reading work
-            raise OutputExistsError(f"{out} already exists: choose another --sheet path or pass --overwrite")
+        if out.exists() and not overwrite and not is_contact_sheet(out):  # fail before the reading work
+            raise OutputExistsError(f"{out} already exists and is not a contact sheet: choose another --sheet path "
+                                    "or pass --overwrite")
     report = inspect_path(path, limit=limit, **read_kwargs)
     console = Console()
     if not console.is_terminal:  # pipes and tests: wide enough that dates are never cut

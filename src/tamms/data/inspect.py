@@ -2,6 +2,9 @@
 
 `inspect_path` recognises a sequence folder (`sequence.json`), a folder of dated images, a LEVIR-CD
 folder (A/, B/, label/), and a folder of many sequence folders (one row per sequence).
+
+A contact sheet carries a PNG text entry naming it as one (`SHEET_TAG`), so inspecting the same folder
+again replaces its own sheet, while any other file at that path is kept unless `overwrite` is given.
 """
 
 from __future__ import annotations
@@ -14,18 +17,18 @@ from typing import Any, Sequence
 import numpy as np
 
 from tamms.data.readers import (
-    ChangePair,
     find_sequence_folders,
     is_levir_cd,
     list_images,
     read_levir_cd,
     read_sequence,
 )
-from tamms.data.sequence import SitsSequence
+from tamms.data.sequence import ChangePair, SitsSequence
 from tamms.data.transforms import display_stretch
 from tamms.errors import EmptyInputError, InputError
 
 PathLike = str | os.PathLike
+SHEET_TAG = ("tamms", "contact sheet")  # PNG text key and value written into every contact sheet
 
 
 @dataclass
@@ -266,9 +269,28 @@ def contact_sheet(
     if not rows:
         raise EmptyInputError(f"nothing to draw for {report.path}")
     sheet = _grid(rows, title, size, row_titles)
-    with atomic_output(out, overwrite=overwrite) as tmp:
-        sheet.save(tmp, format="PNG")
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text(*SHEET_TAG)
+    info.add_text("source", str(report.path))
+    with atomic_output(out, overwrite=overwrite or is_contact_sheet(out)) as tmp:
+        sheet.save(tmp, format="PNG", pnginfo=info)
     return Path(out)
+
+
+def is_contact_sheet(path: PathLike) -> bool:
+    """True when `path` is a PNG written by `contact_sheet` (which may then replace it without --overwrite)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        with Image.open(path) as img:
+            return img.format == "PNG" and getattr(img, "text", {}).get(SHEET_TAG[0]) == SHEET_TAG[1]
+    except (UnidentifiedImageError, OSError):
+        return False
 
 
 def _auto_tile(size: Sequence[int]) -> int:
