@@ -111,6 +111,10 @@ def test_levir_cd_pairs():
         assert p.mask.dtype == np.uint8 and set(np.unique(p.mask)) <= {0, 1}
         assert 0.0 <= p.before.min() and p.after.max() <= 1.0
     assert sum(int(p.mask.sum()) for p in pairs) > 0
+    # every pair carries its band names, one scaling for both images, and no invented dates
+    assert all(p.band_names == ["red", "green", "blue"] and p.rgb_bands == (0, 1, 2) for p in pairs)
+    assert all(p.scaling.scale == [255.0] * 3 and p.dates is None and p.meta["source"] == "levir-cd" for p in pairs)
+    np.testing.assert_allclose(pairs[0].before * 255.0, read_image(pairs[0].meta["paths"][0]).data, atol=1e-3)
 
 
 def test_levir_cc_captions():

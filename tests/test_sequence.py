@@ -79,3 +79,15 @@ def test_sample_dict_contract():
     assert s["captions"] == ["a", "b"] and s["scene"] == "s"
     sub = seq.select([1, 2])
     assert sub.num_frames == 2 and sub.change_masks.shape == (1, 4, 5)
+
+
+def test_band_names_set_the_rgb_view_and_travel_in_the_sample():
+    frames = np.zeros((2, 4, 3, 3), np.float32)
+    dates = ["2020-01-01", "2021-01-01"]
+    seq = SitsSequence(frames, dates, band_names=["nir", "blue", "green", "red"])
+    assert seq.rgb_bands == (3, 2, 1) and seq.to_sample()["band_names"] == ["nir", "blue", "green", "red"]
+    # without red/green/blue names the first three bands make a (false-colour) view
+    assert SitsSequence(frames, dates, band_names=["swir1", "nir", "red", "green"]).rgb_bands == (0, 1, 2)
+    assert SitsSequence(frames[:, :2], dates).rgb_bands is None
+    with pytest.raises(InputError, match="3 band_names .* for 4 bands"):
+        SitsSequence(frames, dates, band_names=["red", "green", "blue"])
