@@ -45,7 +45,7 @@ def test_psnr_ssim_match_scikit_image(levir_images):
 
 
 def _gssim_numpy(pred: torch.Tensor, target: torch.Tensor) -> float:
-    """DESIGN.md's GSSIM with scipy's Sobel and scikit-image's SSIM (torch only for the bilinear resize)."""
+    """The GSSIM of docs/metrics.md with scipy's Sobel and scikit-image's SSIM (torch only for the bilinear resize)."""
     from scipy import ndimage
     from skimage.metrics import structural_similarity
 
