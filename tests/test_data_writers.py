@@ -100,3 +100,24 @@ def test_save_sequence_round_trip(tmp_path):
         save_sequence(seq, folder)
     save_sequence(seq.select([0, 1]), folder, overwrite=True)
     assert read_sequence(folder).num_frames == 2
+
+
+def test_save_pairs_round_trip_keeps_bands_dates_georeferencing(tmp_path):
+    from tamms.data import ChangePair, Scaling, read_dataset
+    from tamms.data.writers import save_pairs
+
+    rng = np.random.default_rng(3)
+    raw = rng.integers(0, 10000, (2, 4, 10, 12)).astype(np.float32)
+    scaling = Scaling("divisor", [0.0] * 4, [10000.0] * 4, {"divisor": 10000.0}, "uint16")
+    mask = (rng.random((10, 12)) > 0.7).astype(np.uint8)
+    pair = ChangePair("train/city", raw[0] / 10000, raw[1] / 10000, mask, band_names=["blue", "green", "red", "nir"],
+                      dates=("2017-02-02", "2018-03-27"), scaling=scaling, crs="EPSG:32633",
+                      transform=(10.0, 0.0, 500000.0, 0.0, -10.0, 4000000.0))
+    out = save_pairs([pair], tmp_path / "pairs")
+    back = read_dataset(out, scaling=10000).pairs[0]
+    assert back.name == "train/city" and back.split == "train" and back.dates == pair.dates
+    assert back.band_names == pair.band_names and back.crs == pair.crs and back.transform == pair.transform
+    np.testing.assert_allclose(back.before * 10000, raw[0], atol=0.51)  # uint16 raw units, rounded
+    np.testing.assert_array_equal(back.mask, mask)
+    with pytest.raises(OutputExistsError):
+        save_pairs([pair], out)

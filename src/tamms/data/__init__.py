@@ -21,7 +21,7 @@ _EXPORTS = {
     "BAND_VOCABULARY": "bands", "select_bands": "bands", "standard_band_name": "bands",
     "standard_band_names": "bands", "default_band_names": "bands", "rgb_indices": "bands",
     "keep_bands": "transforms",
-    "write_geotiff": "writers", "write_png": "writers", "save_sequence": "writers",
+    "write_geotiff": "writers", "write_png": "writers", "save_sequence": "writers", "save_pairs": "writers",
     "compute_scaling": "transforms", "apply_scaling": "transforms", "resolve_bands": "transforms",
     "display_stretch": "transforms",
     "SitsWindowDataset": "datasets", "SitsPairDataset": "datasets", "collate_sits": "datasets",

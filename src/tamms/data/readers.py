@@ -762,6 +762,8 @@ def read_pairs(
         mask = None
         if label_dir.is_dir():
             lp = label_dir / name
+            if not lp.is_file():  # labels may be stored in another format (A/x.tif, label/x.png)
+                lp = next((p for p in list_images(label_dir) if p.stem == _stem(name)), lp)
             if not lp.is_file():
                 raise InputError(f"{lp} is missing: every pair needs a label, or remove label/ for unlabelled data")
             lab = read_image(lp)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from tamms.data.readers import RasterImage
-from tamms.data.sequence import Scaling, SitsSequence
+from tamms.data.sequence import ChangePair, Scaling, SitsSequence
 from tamms.data.transforms import select_scaling
 from tamms.errors import InputError, OutputExistsError
 from tamms.utils import atomic_output
@@ -258,3 +258,43 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return value.isoformat()
     raise TypeError(f"cannot write {type(value).__name__} to sequence.json")
+
+
+def save_pairs(pairs: list[ChangePair], folder: PathLike, overwrite: bool = False) -> Path:
+    """Write change pairs in the LEVIR-CD layout `read_dataset` reads back: `A/<name>.tif`, `B/<name>.tif`
+    (every band, raw units through the pair's `Scaling`, band names as GeoTIFF band descriptions,
+    georeferencing kept), `label/<name>.png` (0/255) and `dates.json`. Pairs named `split/name` go to
+    `split/A/...`. A way to turn OSCD's 26 files per city into one pair of files.
+    """
+    folder = Path(folder)
+    if not pairs:
+        raise InputError("no pairs to save: give at least one ChangePair")
+    if folder.exists() and (folder.is_file() or any(folder.iterdir())) and not overwrite:
+        raise OutputExistsError(f"{folder} already exists: choose another folder or pass --overwrite")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        dates: dict[str, dict[str, list[str]]] = {}
+        for pair in pairs:
+            split, _, stem = pair.name.rpartition("/")
+            base = tmp / split if split else tmp
+            dtype = pair.scaling.dtype if pair.scaling is not None else "float32"
+            for side, image in (("A", pair.before), ("B", pair.after)):
+                raw = pair.scaling.invert(image) if pair.scaling is not None and pair.scaling.method != "none" else image
+                ref = RasterImage(raw, pair.crs, pair.transform, None, dtype, pair.band_names)
+                (base / side).mkdir(parents=True, exist_ok=True)
+                write_geotiff(base / side / f"{stem}.tif", raw, reference=ref)
+            if pair.mask is not None:
+                (base / "label").mkdir(parents=True, exist_ok=True)
+                write_png(base / "label" / f"{stem}.png", pair.mask.astype(bool))
+            if pair.dates is not None:
+                dates.setdefault(split, {})[f"{stem}.tif"] = [d.isoformat() for d in pair.dates]
+        for split, doc in dates.items():
+            ((tmp / split) if split else tmp).joinpath("dates.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
