@@ -25,7 +25,7 @@ from tamms.data import (
 from tamms.data.bands import SENTINEL2_ORDER, default_band_names
 from tamms.errors import AlignmentError, DateError, InputError
 from tests.conftest import shared_path
-from tests.test_data_readers import GRID, UTM, write_json, write_pngs, write_tif
+from tests.test_data_readers import UTM, write_json, write_pngs, write_tif
 
 S2_RES = {"B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20, "B08": 10, "B8A": 20,
           "B09": 60, "B10": 60, "B11": 20, "B12": 20}
