@@ -14,7 +14,7 @@ from tamms.data.synthetic import (
     split_of, write_sequence, write_world,
 )
 from tamms.data.synthetic_text import NO_CHANGE_CAPTIONS, SPATIAL_WORDS
-from tamms.errors import ConfigError, OutputExistsError
+from tamms.errors import ConfigError, InputError, OutputExistsError
 
 SMALL = SyntheticWorldConfig(size=32, frames=4)
 
@@ -164,7 +164,7 @@ def test_split_is_deterministic_and_proportional():
     assert splits == [split_of(f"syn_{i:06d}") for i in range(2000)]
     share = {s: splits.count(s) / len(splits) for s in ("train", "val", "test")}
     assert 0.75 < share["train"] < 0.85 and 0.07 < share["val"] < 0.13 and 0.07 < share["test"] < 0.13
-    with pytest.raises(ConfigError):
+    with pytest.raises(InputError, match="sum below 1"):  # the one split function (data/splits.py) checks
         split_of("x", 0.6, 0.5)
 
 
