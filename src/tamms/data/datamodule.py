@@ -22,7 +22,7 @@ from tamms.data.datasets import (
     pair_split,
     sequence_split,
 )
-from tamms.data.readers import ChangePair, is_levir_cd, read_levir_cd, read_sequences
+from tamms.data.readers import ChangePair, read_dataset
 from tamms.data.sequence import Scaling, SitsSequence
 from tamms.errors import ConfigError, EmptyInputError
 
@@ -127,6 +127,7 @@ class SitsDataModule(L.LightningDataModule):
         val_batch_size: int | None = None,
         steps_per_epoch: int | None = None,
         include_future: bool = False,
+        pair_repeats: int = 1,
     ) -> None:
         super().__init__()
         if task not in ("window", "pair"):
@@ -150,12 +151,12 @@ class SitsDataModule(L.LightningDataModule):
         if self._given is not None:
             self.sequences = self._given
         elif self.root is not None:
-            if is_levir_cd(self.root) or any(is_levir_cd(self.root / s) for s in SPLITS):
-                if hp.task != "pair":
-                    raise ConfigError(f"{self.root} is a LEVIR-CD folder (pairs, no dates): use task='pair'")
-                self.pairs = read_levir_cd(self.root)
-            else:
-                self.sequences = read_sequences(self.root, bands=hp.bands, scaling=hp.scaling)
+            contents = read_dataset(self.root, bands=hp.bands,
+                                    scaling=None if hp.scaling == "auto" else hp.scaling)
+            if contents.pairs and not contents.sequences and hp.task != "pair":
+                raise ConfigError(f"{self.root} holds change pairs ({contents.layout}), not dated sequences: use "
+                                  "task='pair'")
+            self.sequences, self.pairs = list(contents.sequences), list(contents.pairs)
         elif hp.n:
             from tamms.data.synthetic import SyntheticWorldConfig, generate_world
 
@@ -172,10 +173,12 @@ class SitsDataModule(L.LightningDataModule):
         if not folder.exists():
             warnings.warn(f"real data folder {folder} not found: skipped", stacklevel=3)
             return
-        if is_levir_cd(folder) or any(is_levir_cd(folder / s) for s in SPLITS):
-            self.pairs.extend(read_levir_cd(folder))
-            return
-        for seq in read_sequences(folder, bands=self.hparams.bands, scaling=self.hparams.scaling):
+        # one entry point: sequence folders, LEVIR-CD style pairs, OSCD, or a folder of these
+        contents = read_dataset(folder, bands=self.hparams.bands)
+        for pair in contents.pairs:
+            pair.meta.setdefault("dataset", folder.name)  # which labels the masks hold (e.g. LEVIR: buildings)
+            self.pairs.append(pair)
+        for seq in contents.sequences:
             seq.meta["hold_out_last"] = True
             self.sequences.append(seq)
 
@@ -208,7 +211,8 @@ class SitsDataModule(L.LightningDataModule):
             return SitsPairDataset(seqs, pairs, mode=hp.pair_mode, future=hp.target == "future",
                                    crop_size=hp.crop_size, random_crop=train, flip=hp.flip and train,
                                    rgb_only=True, seed=hp.seed, rotate=hp.rotate and train,
-                                   swap_dates=hp.swap_dates and train)
+                                   swap_dates=hp.swap_dates and train,
+                                   pair_repeats=hp.pair_repeats if train else 1)
         return SitsWindowDataset(seqs, history=hp.history, target=hp.target, min_history=hp.min_history,
                                  crop_size=hp.crop_size, random_crop=train, flip=hp.flip and train,
                                  rgb_only=hp.rgb_only, seed=hp.seed, rotate=hp.rotate and train)

@@ -41,8 +41,9 @@ def split_sequences(sequences: Sequence[SitsSequence], split: str) -> list[SitsS
 
 def pair_split(pair: ChangePair) -> str:
     """Split of a LEVIR-style pair: its recorded split, the name's prefix (`train_12`), or a hash."""
-    if pair.meta.get("split") in SPLITS:
-        return str(pair.meta["split"])
+    for explicit in (getattr(pair, "split", None), pair.meta.get("split")):
+        if explicit in SPLITS:
+            return str(explicit)
     prefix = pair.name.split("/")[0].split("_")[0]
     return prefix if prefix in SPLITS else hash_split(pair.name)
 
@@ -288,6 +289,7 @@ class SitsPairDataset(Dataset):
         seed: int = 0,
         rotate: bool = False,
         swap_dates: bool = False,
+        pair_repeats: int = 1,
     ) -> None:
         self.rotate, self.swap_dates = rotate, swap_dates
         if mode not in ("consecutive", "first_last", "all"):
@@ -309,7 +311,8 @@ class SitsPairDataset(Dataset):
             if future and seq.future_frame is not None:
                 ij.append((T - 1, -1))
             self.items.extend(("seq", s, i, j) for i, j in ij)
-        self.items.extend(("pair", k, 0, 1) for k in range(len(self.pairs)))
+        # a few large real pairs among many sequences: each appears `pair_repeats` times per pass (new crops)
+        self.items.extend(("pair", k, 0, 1) for _ in range(max(1, pair_repeats)) for k in range(len(self.pairs)))
         if (self.sequences or self.pairs) and not self.items:
             raise InputError("no pairs: change detection needs sequences of at least 2 dated frames")
 
@@ -345,10 +348,14 @@ class SitsPairDataset(Dataset):
         if kind == "pair":
             pair = self.pairs[k]
             p = sample_spatial_params(pair.before.shape[-2:], self.crop_size, rng, self.flip, self.random_crop)
+            bands = list(pair.rgb_bands) if self.rgb_only and pair.rgb_bands is not None else slice(None)
             sample: dict[str, Any] = {
-                "image": _tensor(apply_spatial(np.stack([pair.before, pair.after]), p), torch.float32),  # [2, 3, h, w]
+                "image": _tensor(apply_spatial(np.stack([pair.before[bands], pair.after[bands]]), p),
+                                 torch.float32),  # [2, C, h, w]
                 "name": pair.name,
             }
+            if pair.dates is not None:
+                sample["time"] = torch.from_numpy(to_days(list(pair.dates)))  # [2] float64
             if pair.mask is not None:
                 sample["mask"] = _tensor(apply_spatial(pair.mask, p), torch.uint8)
             caps = self.captions.get(pair.name) or self.captions.get(f"{pair.name}.png")
