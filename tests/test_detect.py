@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from tamms.errors import ConfigError, InputError
-from tamms.models.change.registry import build_network, load_detector
+from tamms.models import build_model as build_network
+from tamms.registry import load_detector
 from tamms.models.change.siamese import SiameseChangeNet, SiameseConfig, SiameseDetector
 from tamms.models.change.unichange import (SPECIAL_TOKENS, ChangeTask, UniChangeConfig, UniChangeDetector,
                                            UniChangeModel, unichange_loss)
@@ -234,7 +235,7 @@ def test_pretrained_lm_folder_gets_lora(tmp_path):
 
 def test_default_detector_is_a_tcs_detector():
     """The shipped default detector plugs into TCS, and the TCS result names it."""
-    from tamms.models.change.registry import DEFAULT_DETECTOR, default_detector
+    from tamms.registry import DEFAULT_DETECTOR, default_detector
     from tamms.utils import default_weights
 
     if not (default_weights(DEFAULT_DETECTOR) / "model.safetensors").is_file():
@@ -266,7 +267,7 @@ def test_network_files_roundtrip_and_explain_wrong_folders(tmp_path):
     assert json.loads((tmp_path / "s" / "config.json").read_text())["model_type"] == "siamese"
     a, b = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
     torch.testing.assert_close(SiameseChangeNet.from_pretrained(tmp_path / "s")(a, b), net(a, b))
-    with pytest.raises(ConfigError, match="holds a 'siamese' model, not unichange"):
+    with pytest.raises(ConfigError, match="holds a 'siamese' model, not 'unichange'"):
         UniChangeModel.from_pretrained(tmp_path / "s")
     with pytest.raises(MissingWeightsError, match="tamms train detect --config src/tamms/configs/detect_siamese.yaml"):
         SiameseChangeNet.from_pretrained(tmp_path / "empty")

@@ -128,7 +128,7 @@ def test_train_detect_command(tmp_path):
     main(["train", "detect", "--config", str(config), "--out", str(tmp_path / "w")])
     log = json.loads((tmp_path / "w" / "train_log.json").read_text())
     assert log["steps"] == 2 and log["model"] == "siamese"
-    from tamms.models.change.registry import load_detector
+    from tamms.registry import load_detector
 
     det = load_detector(str(tmp_path / "w"))
     assert det.detect(torch.rand(3, 32, 32), torch.rand(3, 32, 32)).mask.shape == (1, 32, 32)

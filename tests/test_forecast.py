@@ -26,12 +26,13 @@ TINY_CFG = {"unet": TINY_UNET, "ecm": TINY_ECM, "history": 3, "prediction_type":
 
 
 def tiny_forecaster(seed: int = 0, control_depth: int = 1):
-    from tamms.models.registry import build_sfci
+    from tamms.models.forecaster import SFCIConfig, SFCIForecaster
+    from tamms.models.unet import build_unet
 
     torch.manual_seed(seed)
-    cfg = json.loads(json.dumps(TINY_CFG))
-    cfg["ecm"]["control_depth"] = control_depth
-    return build_sfci(cfg)
+    cfg = SFCIConfig.from_dict({"history": 3, "prediction_type": "sample",
+                                "ecm": {**TINY_ECM, "control_depth": control_depth}})
+    return SFCIForecaster.from_config(cfg, build_unet(dict(TINY_UNET)))
 
 
 def randomise_zero_convs(forecaster, std: float = 0.05) -> None:
@@ -286,11 +287,11 @@ def test_linear_trend_and_persistence():
 @pytest.mark.parametrize("name", ["simvp", "convlstm"])
 def test_learned_baselines_any_size(name, tmp_path):
     from tamms.models.baselines.forecast import ConvLSTM, ConvLSTMConfig, SimVP, SimVPConfig
-    from tamms.models.registry import load_forecast_model, save_baseline
+    from tamms.registry import load_forecast_model
 
     net = SimVP(SimVPConfig(hidden=8, translator=16, translator_blocks=1)) if name == "simvp" \
         else ConvLSTM(ConvLSTMConfig(hidden=8))
-    save_baseline(net, name, tmp_path / name)
+    net.save_pretrained(tmp_path / name)
     model = load_forecast_model(name, tmp_path / name)
     h = torch.rand(2, 3, 3, 18, 23)
     out = model.forecast(h, torch.tensor([[0.0, 50, 100]] * 2), torch.tensor([200.0, 300.0]), num_samples=2)
@@ -302,16 +303,11 @@ def test_learned_baselines_any_size(name, tmp_path):
 
 
 def _save_tiny_weights(folder: Path, stage: int = 1, sample_size: int = 16) -> Path:
-    from tamms.models.registry import save_sfci
-
     f = tiny_forecaster()
     f.unet.register_to_config(sample_size=sample_size)
     randomise_zero_convs(f, 0.1)
-    cfg = json.loads(json.dumps(TINY_CFG))
-    cfg["unet"]["sample_size"] = sample_size
-    f.unet.save_pretrained(folder / "unet")
-    save_sfci(f, folder, cfg, stage)
-    return folder
+    f.ecm.structural_only = stage == 1
+    return f.save_pretrained(folder)  # the fresh U-Net goes into folder/unet/
 
 
 def _sequence(h: int, w: int, t: int = 3, seed: int = 0) -> SitsSequence:
@@ -466,7 +462,7 @@ def test_ablation_retrains_stages_2_and_3_from_the_shared_stage_1(tmp_path):
     from safetensors.torch import load_file
 
     from tamms.errors import ConfigError, MissingWeightsError
-    from tamms.models.registry import load_forecast_model
+    from tamms.registry import load_forecast_model
     from tamms.tasks.forecast import train_forecast
 
     section = {"steps": 2, "batch_size": 4, "lr": 1e-2}
@@ -487,23 +483,23 @@ def test_ablation_retrains_stages_2_and_3_from_the_shared_stage_1(tmp_path):
         train_forecast({**cfg, "ablation": "no-pte"}, 2, out)
     for stage in (2, 3):
         train_forecast({**cfg, "ablation": "no-text"}, stage, out)
-    assert (out / "ecm_stage3-no-text.safetensors").is_file() and not (out / "ecm_stage2.safetensors").exists()
-    saved = json.loads((out / "config.json").read_text())
-    assert saved["ecm"]["use_text"] is True  # the config describes the full model
-    assert saved["stages"]["3-no-text"] == "ecm_stage3-no-text.safetensors"
+    # each stage is a folder in the one format; all of them share the U-Net in out/unet
+    assert (out / "stage3-no-text" / "model.safetensors").is_file() and not (out / "stage2").exists()
+    saved = json.loads((out / "stage3-no-text" / "config.json").read_text())
+    assert saved["config"]["ecm"]["use_text"] is False and saved["config"]["unet"] == "../unet"
+    assert saved["training"]["ablation"] == "no-text" and saved["training"]["stage"] == 3
 
-    model = load_forecast_model("tamms-no-text", out)
+    model = load_forecast_model("tamms-no-text", out / "stage3-no-text")
     assert not model.uses_text and model.uses_semantic
-    retrained = load_file(str(out / "ecm_stage3-no-text.safetensors"))
-    stage1 = load_file(str(out / "ecm_stage1.safetensors"))
+    retrained = load_file(str(out / "stage3-no-text" / "model.safetensors"))
+    stage1 = load_file(str(out / "stage1" / "model.safetensors"))
     state = model.model.ecm.state_dict()
     assert all(torch.equal(state[k], v) for k, v in retrained.items())
     changed = [k for k in retrained if not torch.equal(retrained[k], stage1[k])]
     assert changed and all(".semantic." in k or ".temporal." in k or "text_adapter" in k for k in changed)
-    # an ablation that was never retrained: the full model's latest ECM, the part switched off, a warning
-    with pytest.warns(UserWarning, match="no retrained no-semantic ECM"):
-        fallback = load_forecast_model("tamms-no-semantic", out)
-    assert not fallback.uses_semantic
+    assert load_forecast_model("tamms-base-control", out / "stage1").uses_semantic is False  # structural only
+    with pytest.raises(MissingWeightsError, match="tamms train"):  # an ablation never trained: no silent fallback
+        load_forecast_model("tamms-no-semantic", out / "stage3-no-semantic")
 
 
 def test_gate_biases_and_alphas_get_their_own_learning_rate():

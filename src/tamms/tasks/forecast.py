@@ -446,6 +446,7 @@ def train_forecast(cfg: dict[str, Any], stage: int, out_dir: str | Path | None =
         forecaster.unet_folder = (out / "unet").resolve()
     else:
         forecaster = SFCIForecaster.from_pretrained(previous)
+        forecaster.ecm.train()  # from_pretrained gives eval mode; the U-Net stays frozen in eval
     for key, value in ecm_variants.get(variant or "", {}).items():
         setattr(forecaster.ecm.cfg, key, value)
     if stage >= 2:
