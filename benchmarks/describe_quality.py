@@ -152,7 +152,8 @@ def run_ablations(args, run_pipe, score, rows) -> None:
         if not (folder / "model.safetensors").exists():
             rows.append({"model": label, "note": f"not trained ({folder} missing)"})
             continue
-        info = json.loads((folder / "training.json").read_text())["summary"] if (folder / "training.json").exists() else {}
+        training = json.loads((folder / "config.json").read_text()).get("training", {})  # the one save format
+        info = training.get("summary", training)
         texts, sec = run_pipe(DescribePipeline.from_pretrained(folder, batch_size=32))
         score(label, texts, f"{info.get('steps')} steps x 16, {info.get('minutes')} min", sec)
 
