@@ -1,260 +1,283 @@
-"""Lightning task for Sat-JEPA-Diff (both variants): data pairs, losses, EMA target, schedules (appendix B.2).
+"""`tamms train jepa`: Sat-JEPA-Diff, coarse-RGB (`options.variant: rgb`) or caption-guided Zero-RGB (`caption`).
 
-`JEPAPairDataset` turns sequences into (I_t, I_{t+1}) pairs (consecutive frames and last -> future frame) with
-their time gap and, for the caption variant, the triple captions. `SatJEPATask` wires a model from
-`tamms.models.jepa_generator` / `tamms.models.jepa_caption` to AdamW with linear warm-up + cosine decay,
-a cosine weight-decay schedule 0.04 -> 0.4, and the EMA target update after every optimiser step.
+Trained on pairs I_t -> I_{t+1}: windows of the data module with `data.history: 1` and `data.target: next`
+(`data.include_future: true` adds the synthetic world's future frame as one more target); the gap in days is
+`target_time - time`. What is specific to Sat-JEPA-Diff stays here (paper appendix B.2):
+- the model's own loss (`SatJEPADiff.loss` / `CaptionGuidedSatJEPA.loss`), masks and noise drawn from the task's
+  checkpointed `torch.Generator`;
+- the EMA target-encoder update after every optimiser step, its momentum schedule running over `trainer.max_steps`;
+- the cosine weight-decay ramp 0.04 -> 0.4 (`options.weight_decay_ramp`), set before every step;
+- caption variant: a word-level tokenizer trained on the training captions, bag-of-words pretraining of the text
+  encoder, then freezing it (in `configure_models`, seeded, so a resumed run rebuilds the same model).
+The learning rate is the backbone's AdamW + linear warm-up + cosine (`optim`); the old recipe's start/final
+rates (warm-up from 2e-5, cosine to 1e-6 of 3e-4) are `optim.warmup_steps` + `optim.min_lr_ratio` now.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Sequence
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from tamms.models.jepa_caption import CaptionBatch, CaptionGuidedSatJEPA, triple_captions
-from tamms.models.jepa_generator import SatJEPADiff
+from tamms.config import from_dict
+from tamms.data.bands import select_bands
+from tamms.errors import ConfigError, InputError
+from tamms.models.jepa_caption import CaptionBatch, geometric_caption
+from tamms.tasks.base import TammsTask
 
-
-def select_bands(seq: Any, channels: int) -> list[int]:
-    """The band indices a `channels`-band model takes: RGB for 3, all bands when the counts agree."""
-    if channels == seq.num_bands:
-        return list(range(channels))
-    if channels == 3 and seq.rgb_bands is not None:
-        return list(seq.rgb_bands)
-    from tamms.errors import InputError
-
-    raise InputError(f"the model takes {channels} bands but the sequence has {seq.num_bands} (rgb_bands="
-                     f"{seq.rgb_bands}); give {channels}-band data or train a model for {seq.num_bands} bands")
+VARIANTS = {"rgb": "satjepa-diff", "caption": "satjepa-diff-caption"}  # variant -> model_type
+RGB_BANDS = ["red", "green", "blue"]
 
 
-class JEPAPairDataset(Dataset):
-    """Pairs (I_t, I_{t+1}) from sequences (RGB for the paper's 3-band models, else all bands)."""
+@dataclass
+class JEPAOptions:
+    """`options:` of a jepa config."""
 
-    def __init__(self, sequences: Sequence[Any], with_captions: bool = False, channels: int = 3):
-        self.items: list[dict[str, Any]] = []
-        for seq in sequences:
-            bands = select_bands(seq, channels)
-            frames = list(seq.frames[:, bands])
-            days = list(seq.days)
-            if seq.future_frame is not None and seq.future_date is not None:
-                frames.append(seq.future_frame[bands])
-                days.append(float((seq.future_date - seq.dates[0]).days + days[0]))
-            sid = str((seq.meta or {}).get("id", (seq.meta or {}).get("name", "seq")))
-            for t in range(len(frames) - 1):
-                item = {"current": np.asarray(frames[t], np.float32), "future": np.asarray(frames[t + 1], np.float32),
-                        "gap_days": float(days[t + 1] - days[t]), "key": f"{sid}/{t + 1}"}
-                if with_captions:
-                    caps = triple_captions(seq, t)
-                    if caps["semantic_next"] is None:
-                        continue
-                    item.update(caps)
-                self.items.append(item)
+    variant: str = "rgb"  # "rgb" (coarse-RGB adapter) | "caption" (caption-guided Zero-RGB)
+    weight_decay_ramp: tuple[float, float] | None = (0.04, 0.4)  # cosine start -> end; None: optim.weight_decay
+    text_pretrain_steps: int = 400  # caption variant: bag-of-words steps before the text encoder is frozen
+    text_pretrain_batch_size: int = 32
+    text_pretrain_lr: float = 3e-3
 
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        it = self.items[i]
-        out = {"current": torch.from_numpy(it["current"]), "future": torch.from_numpy(it["future"]),
-               "gap_days": torch.tensor(it["gap_days"], dtype=torch.float32), "key": it["key"]}
-        for k in ("informative", "geometric", "semantic_next"):
-            if k in it:
-                out[k] = it[k]
-        return out
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ConfigError(f"options.variant {self.variant!r} is not one of {sorted(VARIANTS)}")
 
 
-def collate_pairs(batch: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k in batch[0]:
-        vals = [b[k] for b in batch]
-        out[k] = torch.stack(vals) if isinstance(vals[0], torch.Tensor) else vals
-    return out
+def model_config_class(variant: str) -> type:
+    if variant == "caption":
+        from tamms.models.jepa_caption import CaptionSatJEPAConfig
 
+        return CaptionSatJEPAConfig
+    from tamms.models.jepa_generator import SatJEPADiffConfig
 
-def lr_factor(step: int, warmup: int, total: int, base: float, start: float, final: float) -> float:
-    """Multiplier of `base`: linear warm-up start -> base, then cosine decay base -> final (appendix B.2)."""
-    if step < warmup:
-        return (start + (base - start) * step / max(warmup, 1)) / base
-    s = min(1.0, (step - warmup) / max(total - warmup, 1))
-    return (final + (base - final) * 0.5 * (1 + math.cos(math.pi * s))) / base
+    return SatJEPADiffConfig
 
 
 def cosine_ramp(step: int, total: int, start: float, end: float) -> float:
+    """`start` at step 0 rising to `end` at `total` along half a cosine (the paper's weight-decay schedule)."""
     s = min(1.0, step / max(total, 1))
-    return end + (start - end) * 0.5 * (1 + math.cos(math.pi * s))
+    return end + (start - end) * 0.5 * (1 + math.cos(math.pi * s))  # a python float: checkpoints load weights_only
 
 
-class SatJEPATask(L.LightningModule):
-    """Trains `SatJEPADiff` (variant "rgb") or `CaptionGuidedSatJEPA` (variant "caption")."""
+# --------------------------------------------------------------------------------------------- captions
+def training_captions(batch: dict[str, Any]) -> list[dict[str, str] | None]:
+    """The caption triple of every sample of a collated window batch, or None where the data has no caption
+    of the next frame. THE place training captions are made (issue 16 swaps ground truth for generated text).
 
-    def __init__(self, model: SatJEPADiff | CaptionGuidedSatJEPA, total_steps: int = 1000, lr: float = 1e-4,
-                 start_lr: float = 2e-5, final_lr: float = 1e-6, warmup_steps: int = 50,
-                 weight_decay: tuple[float, float] = (0.04, 0.4), seed: int = 0):
-        super().__init__()
-        self.model = model
-        self.total_steps = int(total_steps)
-        self.lr, self.start_lr, self.final_lr = lr, start_lr, final_lr
-        self.warmup_steps = int(warmup_steps)
-        self.weight_decay = tuple(weight_decay)
-        self.gen = torch.Generator().manual_seed(seed)
-        self.history: list[dict[str, float]] = []
-
-    def _loss(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        if isinstance(self.model, CaptionGuidedSatJEPA):
-            caps = CaptionBatch(batch["informative"], batch["geometric"], batch["semantic_next"])
-            return self.model.loss(batch["current"], batch["future"], caps, batch["gap_days"], batch["key"], self.gen)
-        return self.model.loss(batch["current"], batch["future"], batch["gap_days"], batch["key"], self.gen)
-
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        out = self._loss(batch)
-        logs = {k: float(v.detach()) for k, v in out.items()}
-        if getattr(self.model, "adapter", None) is not None and hasattr(self.model.adapter, "gate_logit"):
-            logs["gate_alpha"] = float(torch.sigmoid(self.model.adapter.gate_logit.detach()))
-        self.history.append({"step": float(self.global_step), **logs})
-        self.log_dict({f"train/{k}": v for k, v in logs.items()}, batch_size=batch["current"].shape[0])
-        return out["loss"]
-
-    @torch.no_grad()
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        out = self._loss(batch)
-        self.log("val/loss", out["loss"], batch_size=batch["current"].shape[0])
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        wd = cosine_ramp(self.global_step, self.total_steps, *self.weight_decay)
-        for group in self.trainer.optimizers[0].param_groups:
-            if group.get("weight_decay", 0.0) > 0:
-                group["weight_decay"] = wd
-
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        # EMA after the optimiser step; global_step has already advanced to the finished step
-        self.model.ijepa.update_target(self.global_step, self.total_steps)
-
-    def configure_optimizers(self):
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        decay = [p for p in params if p.ndim >= 2]
-        no_decay = [p for p in params if p.ndim < 2]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.weight_decay[0]},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=self.lr)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: lr_factor(s, self.warmup_steps, self.total_steps, self.lr, self.start_lr, self.final_lr))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+    informative (t):  the frame's description (`frame_descriptions[-1]`), else the sequence's scene text;
+    geometric (t):    3x3 layout of the frame's land cover (cropped/turned with the image), else informative;
+    semantic (t+1):   the target frame's description (`target_description`): the training target.
+    Same captions as `tamms.models.jepa_caption.triple_captions(seq, t)`, read from the sample dict.
+    """
+    size = batch["image"].shape[0]
+    descriptions = batch.get("frame_descriptions") or [None] * size
+    targets = batch.get("target_description") or [None] * size
+    scenes = batch.get("scene") or [None] * size
+    landcover = batch.get("landcover")  # [B, T, H, W] (a list with None where some samples lack it)
+    if landcover is None:
+        landcover = [None] * size
+    out: list[dict[str, str] | None] = []
+    for i in range(size):
+        informative = (descriptions[i][-1] if descriptions[i] else None) or scenes[i]
+        if not informative or not targets[i]:
+            out.append(None)
+            continue
+        frame_landcover = landcover[i]
+        geometric = (informative if frame_landcover is None
+                     else geometric_caption(frame_landcover[-1].cpu().numpy()))
+        out.append({"informative": str(informative), "geometric": geometric, "semantic_next": str(targets[i])})
+    return out
 
 
-# --------------------------------------------------------------------------------------------- training entry
-def training_sequences(data: dict[str, Any], split: str = "train") -> list[Any]:
-    """Sequences of the synthetic world for one split (`data`: n_sequences, size, frames, seed)."""
-    from tamms.pipelines.jepa import test_sequences
-
-    return test_sequences(int(data.get("n_sequences", 200)), int(data.get("size", 64)), int(data.get("frames", 4)),
-                          int(data.get("seed", 0)), split=split, limit=int(data.get("limit", 20000)))
-
-
-def pretrain_text_encoder(model: CaptionGuidedSatJEPA, texts: Sequence[str], steps: int, batch_size: int = 32,
-                          lr: float = 3e-3, seed: int = 0) -> list[float]:
+def pretrain_text_encoder(model, texts: Sequence[str], steps: int, batch_size: int, lr: float,
+                          seed: int) -> list[float]:
     """Bag-of-words pretraining of the caption text encoder, then freeze it (the card's frozen text encoders)."""
-    enc = model.text_encoder
-    enc.train()
-    opt = torch.optim.AdamW(enc.parameters(), lr=lr)
+    encoder = model.text_encoder
+    encoder.train()
+    opt = torch.optim.AdamW(encoder.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
     losses = []
     for _ in range(steps):
-        pick = [texts[i] for i in rng.integers(0, len(texts), batch_size)]
-        loss = enc.bow_loss(pick)
+        picked = [texts[i] for i in rng.integers(0, len(texts), batch_size)]
+        loss = encoder.bow_loss(picked)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     model.freeze_text_encoder()
     return losses
 
 
-def fit(config: dict[str, Any], variant: str, output: str | None = None, overwrite: bool = False,
-        sequences: Sequence[Any] | None = None, log=print) -> tuple[Any, dict[str, Any]]:
-    """Train a Sat-JEPA-Diff variant from a config dict (sections model / data / training); save if `output`."""
-    import time
+# --------------------------------------------------------------------------------------------- task
+class SatJEPATask(TammsTask):
+    """Trains `SatJEPADiff` (variant "rgb") or `CaptionGuidedSatJEPA` (variant "caption") on window pairs."""
 
-    from tamms.models.jepa_caption import build_tokenizer
-    from tamms.models import build_model
+    def configure_models(self) -> None:
+        cfg = self.config
+        self.options = from_dict(JEPAOptions, cfg.options, "options")
+        if cfg.data.history != 1:
+            raise ConfigError(f"data.history is {cfg.data.history}: Sat-JEPA-Diff trains on pairs I_t -> I_t+1, "
+                              "set data.history: 1")
+        if cfg.data.target not in ("next", "future"):
+            raise ConfigError(f"data.target {cfg.data.target!r} gives no frame to forecast: use 'next' (or 'future')")
+        # masks, reference dropout, flow noise and teacher forcing draw from this (checkpointed: exact --resume)
+        self.noise_generator = torch.Generator().manual_seed(cfg.trainer.seed)
+        self.text_pretrain_losses: list[float] = []
+        self._datamodule = None
+        model_type = VARIANTS[self.options.variant]
+        if self.init_from:
+            from tamms.models import load_pretrained
 
-    tr = dict(config.get("training", {}))
-    if output and (Path(output) / "model.safetensors").exists() and not overwrite:
-        from tamms.errors import OutputExistsError
+            model = load_pretrained(self.init_from).train()
+            if model.model_type != model_type:
+                raise ConfigError(f"init_from {self.init_from} holds a {model.model_type!r} model, not {model_type!r}:"
+                                  f" give a folder of the {self.options.variant} variant or change options.variant")
+            if self.options.variant == "caption":
+                model.freeze_text_encoder()  # trained and frozen in the first run; its tokenizer came with it
+            self.model = model
+        else:
+            from tamms.models import build_model
 
-        raise OutputExistsError(f"{output} already holds weights: choose another --output or pass --overwrite")
-    seed = int(tr.get("seed", 0))
-    L.seed_everything(seed, verbose=False)
-    t0 = time.perf_counter()
-    seqs = list(sequences) if sequences is not None else training_sequences(config.get("data", {}), "train")
-    channels = int(config.get("model", {}).get("ijepa", {}).get("in_channels", 3))
-    dataset = JEPAPairDataset(seqs, with_captions=(variant == "caption"), channels=channels)
-    if len(dataset) == 0:
-        from tamms.errors import InputError
+            model_config = from_dict(model_config_class(self.options.variant), dict(cfg.model), "model")
+            if self.options.variant == "caption":
+                self.model = self._pretrained_caption_model(model_config)
+            else:
+                self.model = build_model(model_type, model_config.to_dict())
+        self.band_names = self._band_names()
 
-        raise InputError("no training pairs: the sequences need at least two frames (and captions for the caption variant)")
-    log(f"[jepa] {len(seqs)} sequences -> {len(dataset)} pairs ({time.perf_counter() - t0:.1f}s)")
-    tokenizer = None
-    if variant == "caption":
-        texts = [it[k] for it in dataset.items for k in ("informative", "geometric", "semantic_next")]
-        tokenizer = build_tokenizer(texts, int(config.get("model", {}).get("text", {}).get("vocab_size", 512)))
-    init_from = tr.get("init_from")
-    if init_from:  # continue from saved weights (same architecture); the caption tokenizer comes with them
-        from tamms.models import load_pretrained
+    def _band_names(self) -> list[str] | None:
+        """The input bands by name: `data.bands`, else RGB for a 3-band model, else every band of the data."""
+        channels = self.model.config.ijepa.in_channels
+        bands = self.config.data.bands
+        if bands is not None and len(bands) != channels:
+            raise ConfigError(f"data.bands names {len(bands)} bands but the model takes {channels} "
+                              "(model.ijepa.in_channels): name as many bands as the model has channels")
+        return list(bands) if bands is not None else (RGB_BANDS if channels == 3 else None)
 
-        model = load_pretrained(init_from).train()
-        if model.variant != variant:
-            from tamms.errors import ConfigError
+    def _pretrained_caption_model(self, model_config):
+        """Tokenizer trained on the training captions, text encoder pretrained (bag of words) and frozen."""
+        from tamms.models.jepa_caption import CaptionGuidedSatJEPA, build_tokenizer
 
-            raise ConfigError(f"init_from {init_from} holds a {model.variant!r} model, not {variant!r}")
-        if variant == "caption":
-            model.freeze_text_encoder()
-        log(f"[jepa] continuing from {init_from}")
-    else:
-        model = build_model("satjepa-diff-caption" if variant == "caption" else "satjepa-diff", config.get("model", {}),
-                            **({"tokenizer": tokenizer} if variant == "caption" else {}))
-    if variant == "caption" and not init_from:
-        losses = pretrain_text_encoder(model, texts, int(tr.get("text_pretrain_steps", 300)), seed=seed)
-        log(f"[jepa] text encoder bag-of-words loss {losses[0]:.4f} -> {losses[-1]:.4f}")
-    steps = int(tr.get("max_steps", 500))
-    task = SatJEPATask(model, total_steps=steps, lr=float(tr.get("lr", 1e-4)), start_lr=float(tr.get("start_lr", 2e-5)),
-                       final_lr=float(tr.get("final_lr", 1e-6)), warmup_steps=int(tr.get("warmup_steps", 50)),
-                       weight_decay=tuple(tr.get("weight_decay", (0.04, 0.4))), seed=seed)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=int(tr.get("batch_size", 8)), shuffle=True,
-                                         collate_fn=collate_pairs, drop_last=True, num_workers=0)
-    every = int(tr.get("log_every", 25))
+        texts = self.caption_corpus()
+        if not texts:
+            raise InputError("the caption variant found no captioned training pair: it needs frame descriptions "
+                             "(the synthetic world's, or meta frame_descriptions of real sequences)")
+        tokenizer = build_tokenizer(texts, model_config.text.vocab_size)
+        model = CaptionGuidedSatJEPA(model_config, tokenizer)
+        opts = self.options
+        self.text_pretrain_losses = pretrain_text_encoder(
+            model, texts, opts.text_pretrain_steps, opts.text_pretrain_batch_size, opts.text_pretrain_lr,
+            seed=self.config.trainer.seed)
+        if self.text_pretrain_losses:
+            print(f"[jepa] text encoder bag-of-words loss {self.text_pretrain_losses[0]:.4f} -> "
+                  f"{self.text_pretrain_losses[-1]:.4f}", flush=True)
+        return model
 
-    class _Progress(L.Callback):
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            h = pl_module.history[-1]
-            if trainer.global_step % every == 0 or trainer.global_step == steps:
-                log(f"[jepa] step {trainer.global_step}/{steps} loss {h['loss']:.4f} ijepa {h['ijepa/loss']:.4f} "
-                    f"flow {h['diff/flow']:.4f}" + (f" caption {h['caption']:.4f}" if "caption" in h else "")
-                    + (f" alpha {h['gate_alpha']:.3f}" if "gate_alpha" in h else "")
-                    + f" ({time.perf_counter() - t0:.0f}s)")
+    def caption_corpus(self) -> list[str]:
+        """Every caption of the training pairs (first draw of each window), in dataset order."""
+        from torch.utils.data import DataLoader
 
-    max_minutes = tr.get("max_minutes")
-    trainer = L.Trainer(max_steps=steps, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, callbacks=[_Progress()],
-                        max_time={"minutes": float(max_minutes)} if max_minutes else None,
-                        gradient_clip_val=float(tr.get("grad_clip", 1.0)))
-    trainer.fit(task, loader)
-    previous = []
-    if init_from:
-        import json as _json
+        from tamms.data.datasets import collate_sits
 
-        prev_cfg = _json.loads((Path(init_from) / "config.json").read_text(encoding="utf-8"))
-        previous = prev_cfg.get("training_runs", []) or ([prev_cfg["training"]] if "training" in prev_cfg else [])
-    summary = {"steps": int(trainer.global_step), "pairs": len(dataset), "sequences": len(seqs),
-               "seconds": round(time.perf_counter() - t0, 1),
-               "final": {k: round(v, 5) for k, v in task.history[-1].items()} if task.history else {}}
-    log(f"[jepa] done: {summary}")
-    if output:
-        extra = {"training": summary, "train_config": config, "training_runs": previous + [summary]}
-        model.save_pretrained(output, overwrite=overwrite, metadata=extra)
-        log(f"[jepa] saved to {output}")
-    return model.eval(), summary
+        dm = self.datamodule()
+        dm.setup("fit")
+        loader = DataLoader(dm.datasets["train"], batch_size=64, shuffle=False, collate_fn=collate_sits)
+        texts: list[str] = []
+        for batch in loader:
+            for caps in training_captions(batch):
+                if caps is not None:
+                    texts += [caps["informative"], caps["geometric"], caps["semantic_next"]]
+        return texts
+
+    def datamodule(self):
+        from tamms.data.datamodule import SitsDataModule
+
+        if self._datamodule is None:  # one instance: the caption corpus and training read the same data
+            self._datamodule = SitsDataModule.from_config(self.config.data, task="window")
+        return self._datamodule
+
+    # -- batches -> model inputs ---------------------------------------------------------------------
+    def pairs(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """current [B, C, H, W], future [B, C, H, W], gap_days [B], keys (`<sequence id>/<target frame>`)."""
+        available = (batch.get("band_names") or [None])[0]
+        channels = self.model.config.ijepa.in_channels
+        if self.band_names is not None and available:
+            bands = select_bands(available, self.band_names, "Sat-JEPA-Diff")
+        elif batch["image"].shape[2] == channels:
+            bands = list(range(channels))
+        else:
+            raise InputError(f"the model takes {channels} bands but the data has {batch['image'].shape[2]} unnamed "
+                             "bands: name the data's bands or give data.bands")
+        current = batch["image"][:, -1, bands]  # the last (only) history frame: [B, C, H, W]
+        future = batch["target"][:, bands]
+        size = self.model.config.ijepa.image_size
+        if tuple(current.shape[-2:]) != (size, size):
+            raise InputError(f"training frames are {tuple(current.shape[-2:])} px but the model takes {size} px: set "
+                             f"data.crop_size: {size} (or data.synthetic.size) to the model's image_size")
+        gap_days = (batch["target_time"] - batch["time"][:, -1]).float()
+        keys = [f"{m['id']}/{m['target_frame']}" for m in batch["meta"]]
+        return {"current": current, "future": future, "gap_days": gap_days, "keys": keys}
+
+    def losses(self, batch: dict[str, Any], generator: torch.Generator) -> tuple[dict[str, torch.Tensor], int]:
+        pair = self.pairs(batch)
+        if self.options.variant == "rgb":
+            out = self.model.loss(pair["current"], pair["future"], pair["gap_days"], pair["keys"], generator)
+            return out, pair["current"].shape[0]
+        captions = training_captions(batch)
+        keep = [i for i, c in enumerate(captions) if c is not None]  # pairs whose next frame has no caption
+        if not keep:
+            raise InputError("a training batch has no captioned pair: the caption variant needs descriptions of the "
+                             "frames (frame_descriptions); train the rgb variant on uncaptioned data")
+        caps = CaptionBatch(*([captions[i][k] for i in keep] for k in ("informative", "geometric", "semantic_next")))
+        out = self.model.loss(pair["current"][keep], pair["future"][keep], caps, pair["gap_days"][keep],
+                              [pair["keys"][i] for i in keep], generator)
+        return out, len(keep)
+
+    # -- training ------------------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        out, size = self.losses(batch, self.noise_generator)
+        terms = dict(out)
+        gate = getattr(getattr(self.model, "adapter", None), "gate_logit", None)
+        if gate is not None:  # the coarse/semantic fusion weight alpha (the paper reports it settles at 0.5)
+            terms["gate_alpha"] = torch.sigmoid(gate.detach())
+        self.log_terms(terms, "train", size)
+        return out["loss"]
+
+    @torch.no_grad()
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        generator = torch.Generator().manual_seed(batch_idx)  # the same masks and noise at every validation
+        out, size = self.losses(batch, generator)
+        self.log_terms({"loss": out["loss"]}, "val", size)
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        groups = super().parameter_groups()
+        for group in groups:
+            group["decay_ramp"] = any(p.ndim >= 2 for p in group["params"])  # the group of matrices
+        if self.options.weight_decay_ramp is not None:
+            for group in groups:
+                if group["decay_ramp"]:
+                    group["weight_decay"] = self.options.weight_decay_ramp[0]
+        return groups
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        ramp = self.options.weight_decay_ramp
+        if ramp is None:
+            return
+        decay = cosine_ramp(self.global_step, self.config.trainer.max_steps, *ramp)
+        for optimizer in self.trainer.optimizers:
+            for group in optimizer.param_groups:
+                if group.get("decay_ramp"):
+                    group["weight_decay"] = decay
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # EMA right after the step (here, not in on_train_batch_end: checkpoint callbacks run before that hook,
+        # so a resumed run would miss one update); global_step still counts the steps before this one
+        self.model.ijepa.update_target(self.global_step + 1, self.config.trainer.max_steps)
+
+
+__all__ = ["JEPAOptions", "SatJEPATask", "training_captions", "pretrain_text_encoder", "cosine_ramp"]

@@ -1,0 +1,208 @@
+"""`tamms train jepa`: both Sat-JEPA-Diff variants train end to end on the backbone (CLI, --set, stages, --resume),
+the EMA target follows every optimiser step over trainer.max_steps, the weight decay ramps, captions come from
+the sample dicts."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from tamms.config import load_train_config
+from tamms.errors import ConfigError
+
+
+def tiny_config(variant: str = "rgb", steps: int = 3, **trainer) -> dict:
+    """A model of a few thousand parameters on 10 synthetic 32 px sequences: seconds per run."""
+    model = {
+        "ijepa": {"image_size": 32, "patch_size": 8, "in_channels": 3, "embed_dim": 32, "depth": 1, "num_heads": 2,
+                  "predictor_dim": 32, "predictor_depth": 1, "predictor_heads": 2},
+        "generator": {"image_size": 32, "in_channels": 3, "block_out_channels": [16, 32, 32], "norm_num_groups": 8,
+                      "cross_dim": 32, "pooled_dim": 32, "num_inference_steps": 2},
+    }
+    if variant == "rgb":
+        model["adapter"] = {"ijepa_dim": 32, "in_channels": 3, "hidden_dim": 32, "cross_dim": 32, "pooled_dim": 32}
+    else:
+        model |= {"text": {"vocab_size": 128, "dim": 32, "depth": 1, "heads": 2, "max_len": 64},
+                  "forecaster": {"ijepa_dim": 32, "text_dim": 32, "hidden_dim": 32, "num_layers": 1},
+                  "adapter": {"ijepa_dim": 32, "text_dim": 32, "hidden_dim": 32, "cross_dim": 32, "pooled_dim": 32}}
+    return {
+        "task": "jepa",
+        "options": {"variant": variant, "text_pretrain_steps": 5},
+        "model": model,
+        "data": {"synthetic": {"n": 10, "size": 32, "frames": 3}, "bands": ["red", "green", "blue"], "history": 1,
+                 "target": "next", "include_future": True, "batch_size": 4, "rotate": True},
+        "optim": {"lr": 1e-3, "warmup_steps": 1},
+        "trainer": {"max_steps": steps, "log_every": 1, "accelerator": "cpu", "checkpoint_every": 2, **trainer},
+    }
+
+
+def write(tmp_path, cfg: dict, name: str = "jepa.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+def sequences(n: int = 2):
+    from tamms.data.synthetic import SyntheticWorldConfig, generate_sequence
+
+    return [generate_sequence(i, SyntheticWorldConfig(size=32, frames=3)) for i in range(n)]
+
+
+@pytest.mark.parametrize("variant", ["rgb", "caption"])
+def test_cli_trains_saves_and_the_folder_forecasts(tmp_path, variant):
+    from tamms.cli import main
+    from tamms.models import load_pretrained
+    from tamms.pipelines.jepa import SatJEPAPipeline
+
+    out = tmp_path / "out"
+    main(["train", "jepa", "--config", str(write(tmp_path, tiny_config(variant))), "--out", str(out),
+          "--set", "model.generator.ssim_weight=0.25"])
+    model = load_pretrained(out)
+    assert model.variant == variant
+    assert model.config.generator.ssim_weight == 0.25  # --set reached the model
+    assert model.pretrained_metadata["training"]["steps"] == 3
+    # the online encoder moved; the EMA target followed it only a little (momentum ~0.999)
+    online, target = model.ijepa.encoder.pos_embed, model.ijepa.target_encoder.pos_embed
+    assert not torch.equal(online, target)
+    pipe = SatJEPAPipeline.from_pretrained(out)
+    seqs = sequences()
+    result = pipe(seqs, num_samples=2, num_inference_steps=2, seed=0)
+    assert result.images.shape == (2, 2, 3, 32, 32) and torch.isfinite(result.images).all()
+    assert float(result.spread.mean()) > 0
+    assert torch.equal(result.images, pipe(seqs, num_samples=2, num_inference_steps=2, seed=0).images)  # seeded
+    assert len(pipe.rollout(seqs[0], num_inference_steps=2)) == seqs[0].num_frames
+    with pytest.raises(SystemExit) as exc:  # a trained model is not replaced without --overwrite
+        main(["train", "jepa", "--config", str(write(tmp_path, tiny_config(variant))), "--out", str(out)])
+    assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("variant", ["rgb", "caption"])
+def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, variant):
+    from safetensors.torch import load_file
+
+    from tamms.tasks.base import StopAfterSteps, train
+
+    cfg = load_train_config(tiny_config(variant, steps=4), task="jepa")
+    train(cfg, out=tmp_path / "straight")
+    with pytest.raises(RuntimeError, match="stopped after"):
+        train(cfg, out=tmp_path / "resumed", callbacks=[StopAfterSteps(3)])  # last checkpoint: step 2
+    train(cfg, out=tmp_path / "resumed", resume=True)
+    a = load_file(str(tmp_path / "straight" / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, different[:5]
+    if variant == "caption":  # the tokenizer is rebuilt from the same captions
+        assert (tmp_path / "straight" / "tokenizer.json").read_text() == (tmp_path / "resumed" / "tokenizer.json").read_text()
+
+
+class Recorder(L.Callback):
+    """Records every EMA update (step, total) and the weight decay of each optimiser step."""
+
+    def __init__(self) -> None:
+        self.ema: list[tuple[int, int]] = []
+        self.decay: list[float] = []
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        update = pl_module.model.ijepa.update_target
+
+        def recording(step: int, total: int) -> float:
+            self.ema.append((step, total))
+            return update(step, total)
+
+        pl_module.model.ijepa.update_target = recording
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        self.decay.append(max(g["weight_decay"] for g in optimizer.param_groups))
+
+
+def test_ema_after_every_step_over_max_steps_and_the_weight_decay_ramp(tmp_path):
+    from tamms.tasks.base import train
+    from tamms.tasks.jepa import cosine_ramp
+
+    recorder = Recorder()
+    cfg = load_train_config(tiny_config("rgb", steps=4), ["options.weight_decay_ramp=[0.1, 0.5]"], task="jepa")
+    train(cfg, out=tmp_path / "out", callbacks=[recorder])
+    assert recorder.ema == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    expected = [0.1, 0.5 - 0.4 * 0.5 * (1 + math.cos(math.pi / 4)), 0.3, 0.5 - 0.4 * 0.5 * (1 + math.cos(3 * math.pi / 4))]
+    assert recorder.decay == pytest.approx(expected)
+    assert cosine_ramp(4, 4, 0.1, 0.5) == pytest.approx(0.5)
+    # without the ramp the optimiser keeps optim.weight_decay
+    recorder = Recorder()
+    cfg = load_train_config(tiny_config("rgb", steps=2), ["options.weight_decay_ramp=null", "optim.weight_decay=0.07"],
+                            task="jepa")
+    train(cfg, out=tmp_path / "flat", callbacks=[recorder])
+    assert recorder.decay == pytest.approx([0.07, 0.07])
+
+
+def test_two_stages_continue_with_the_text_encoder_frozen(tmp_path):
+    from tamms.models import load_pretrained
+    from tamms.tasks.base import train
+
+    raw = tiny_config("caption", steps=2)
+    raw["stages"] = [{"name": "first"}, {"name": "continue", "set": {"trainer.max_steps": 1}}]
+    folder = train(load_train_config(raw, task="jepa"), out=tmp_path / "out")
+    first, last = load_pretrained(tmp_path / "out" / "stages" / "first"), load_pretrained(folder)
+    assert last.pretrained_metadata["training"]["init_from"] == str(tmp_path / "out" / "stages" / "first")
+    for name, p in first.text_encoder.state_dict().items():
+        assert torch.equal(p, last.text_encoder.state_dict()[name]), name  # frozen after its pretraining
+    assert not torch.equal(first.generator.unet.conv_in.weight, last.generator.unet.conv_in.weight)
+
+
+def test_training_captions_match_triple_captions():
+    from tamms.data.datamodule import SitsDataModule
+    from tamms.data.datasets import collate_sits
+    from tamms.models.jepa_caption import triple_captions
+    from tamms.tasks.jepa import training_captions
+
+    seqs = sequences(3)
+    # unflipped, so the land-cover layout is the sequence's (a flip or turn moves the layout with the image)
+    dm = SitsDataModule(sequences=seqs, history=1, target="next", split_mode="all", include_future=True, flip=False)
+    dm.setup("fit")
+    ds = dm.datasets["train"]
+    batch = collate_sits([ds[i] for i in range(len(ds))])
+    captions = training_captions(batch)
+    by_id = {s.meta["id"]: s for s in seqs}
+    for meta, caps in zip(batch["meta"], captions):
+        expected = triple_captions(by_id[meta["id"]], meta["frames"][-1])
+        assert caps == expected
+    # a sample without a description of its next frame gives no training captions
+    batch["target_description"][0] = None
+    assert training_captions(batch)[0] is None and training_captions(batch)[1] is not None
+
+
+def test_bad_configs_name_the_fix(tmp_path):
+    from tamms.tasks.jepa import SatJEPATask
+
+    with pytest.raises(ConfigError, match="data.history: 1"):
+        SatJEPATask(load_train_config(tiny_config(), ["data.history=3"], task="jepa"))
+    with pytest.raises(ConfigError, match="valid keys"):
+        SatJEPATask(load_train_config(tiny_config(), ["model.ijepa.depthh=2"], task="jepa"))
+    with pytest.raises(ConfigError, match="variant"):
+        SatJEPATask(load_train_config(tiny_config(), ["options.variant=rgbx"], task="jepa"))
+    with pytest.raises(ConfigError, match="data.bands"):
+        SatJEPATask(load_train_config(tiny_config(), ["data.bands=[red, green]"], task="jepa"))
+
+
+def test_shipped_configs_parse_into_the_models_they_describe():
+    from pathlib import Path
+
+    from tamms.config import from_dict
+    from tamms.tasks.jepa import JEPAOptions, model_config_class
+
+    root = Path(__file__).resolve().parents[1] / "src" / "tamms" / "configs"
+    for name, variant in (("jepa.yaml", "rgb"), ("jepa_caption.yaml", "caption")):
+        cfg = load_train_config(root / name, task="jepa")
+        options = from_dict(JEPAOptions, cfg.options, "options")
+        assert options.variant == variant and options.weight_decay_ramp == (0.04, 0.4)
+        model = from_dict(model_config_class(variant), cfg.model, "model")
+        assert model.ijepa.image_size == 64 and cfg.data.history == 1 and cfg.data.include_future
+        assert [s.name for s in cfg.stages] == ["first", "continue"]
+        # the old final_lr 1e-6 of lr 3e-4
+        assert cfg.optim.lr * cfg.optim.min_lr_ratio == pytest.approx(1e-6, rel=1e-4)
+    assert np.isclose(cfg.optim.lr, 3e-4)
