@@ -75,7 +75,9 @@ class StepSampler(Sampler[int]):
         self.start, self.stop = start_step * self.per_step, max(start_step, total_steps) * self.per_step
 
     def __len__(self) -> int:
-        return self.stop - self.start
+        # the whole run's length, also when resumed: Lightning restores the epoch's batch count (start_step) and
+        # ends the epoch when it reaches len(loader), so a shorter length would restart the order mid-run
+        return self.stop
 
     def __iter__(self) -> Iterator[int]:
         n = len(self.dataset)  # type: ignore[arg-type]
