@@ -8,7 +8,6 @@ the two dates' features at each scale (skip connections) to a per-pixel change l
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
