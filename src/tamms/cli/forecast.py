@@ -1,4 +1,4 @@
-"""`tamms forecast` (the image at a future date) and `tamms train forecast` (U-Net, ECM stages, baselines).
+"""`tamms forecast`: the image at a future date (training is `tamms train forecast`, in cli/train.py).
 
 Heavy libraries are imported inside the commands so `tamms --help` stays fast.
 """
@@ -72,28 +72,3 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
         write_png(png, np.concatenate([stretched[0], stretched[1]], axis=2), overwrite=overwrite)
         typer.echo(f"{pipe.model.name}: forecast for {result.target_dates[0]} -> {tif}"
                    + (f", spread -> {spread_tif}" if spread_tif else "") + f", preview (last frame | forecast) -> {png}")
-
-    @train_app.command("forecast")
-    def train_forecast_command(
-        config: Path = typer.Option(..., "--config", help="YAML/JSON config (src/tamms/configs/forecast*.yaml)."),
-        stage: int = typer.Option(1, "--stage", help="0 = U-Net pretraining, 1 structural ECM, 2 semantic ECM, "
-                                                     "3 cosine fine-tuning; ignored for baseline configs."),
-        out: Optional[Path] = typer.Option(None, "--out", help="Weights folder (default: the config's output_dir)."),
-        steps: Optional[int] = typer.Option(None, "--steps", help="Override the number of optimiser steps."),
-        devices: Optional[int] = typer.Option(None, "--devices", help="CPU processes (DDP with gloo when > 1)."),
-        ablation: Optional[str] = typer.Option(None, "--ablation", help="Stages 2-3 of an ablation (TAMMs table 2): "
-                                               "no-semantic | no-text, from the shared stage-1 ECM."),
-    ) -> None:
-        """Train the forecaster (staged as TAMMs A.5/A.8) or a baseline (config key `baseline`)."""
-        from tamms.tasks.forecast import load_config, train_forecast
-
-        cfg = load_config(config)
-        if ablation is not None:
-            cfg["ablation"] = ablation
-        if steps is not None:
-            key = "baseline" if cfg.get("baseline") else ("unet_pretrain" if stage == 0 else f"stage{stage}")
-            cfg.setdefault(key, {})["steps"] = steps
-        if devices is not None and devices > 1:
-            cfg["devices"], cfg["strategy"] = devices, "ddp_spawn"
-        path = train_forecast(cfg, stage, out)
-        typer.echo(f"weights written to {path}")

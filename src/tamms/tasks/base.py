@@ -265,6 +265,8 @@ def train(config: TrainConfig, out: str | Path | None = None, resume: bool = Fal
         final = name == last
         folder = out if name == stages[-1] else out / "stages" / str(name)
         label = f"[{config.task}{'/' + name if name else ''}] "
+        if stage is not None and config.init_from and name != stage:
+            continue  # init_from + --stage: that stage alone, from init_from (e.g. an ablation of a later stage)
         if _finished(folder) and (resume or (stage is not None and not final)):
             print(f"{label}done before: {folder}", flush=True)
             previous, result = str(folder), folder

@@ -1,191 +1,80 @@
-"""Training the forecasters: U-Net pretraining (stage 0), the ECM stages 1-3 (TAMMs A.5/A.8), baselines.
+"""Training the forecasters on the shared backbone: `ForecastTask` (`tamms train forecast`).
 
-Data: windows of `history` frames -> the next frame, from the synthetic world (train split) and the
-real series of `../shared/data` (their last frame held out for the benchmark), RGB view, random
-crops (`crop`, default 32 px: the U-Net and ECM are fully convolutional, attention is at the lowest
-level only, so they run at 64 px or by tiles at inference) with flips and 90-degree rotations.
+One task, chosen by `model.name`:
 
-One LightningModule per task; networks live in `tamms.models`. `train_forecast(config, stage)` is what
-`tamms train forecast --config FILE --stage N` runs; it writes weights (safetensors + config.json).
+- `tamms` (frozen U-Net + Enhanced Control Module, TAMMs A.5/A.8), staged by `options.stage`:
+  - `unet`: the U-Net as an image model of single frames (every history frame and the target of each window),
+    null text, diffusion loss. Saved as an ECM folder whose `unet/` holds the U-Net (diffusers format) and whose
+    ECM is untrained (zero output convs: the folder forecasts as the bare U-Net), so the next stage starts from it.
+  - `structural` (stage 1): only the structural parameters theta_st train, the semantic path is bypassed.
+  - `semantic` (stage 2): only theta_s-t (SemProc, gates, temporal transformers, alphas, text adapter).
+  - `anneal` (stage 3): theta_s-t again; the recipe gives it a cosine schedule (stages 1-2: constant).
+  Stages semantic/anneal condition the ECM on the describer's M_t and text embeddings, computed in
+  `training_step` from a frozen describer on exactly the frames the U-Net sees (crop, rotation and all), as
+  `ForecastPipeline` computes them at inference: the scene and the description are generated, no ground truth.
+- `simvp`, `convlstm`: the deterministic baselines, MSE + L1 regression of the next frame.
+
+Data: windows of `SitsDataModule.from_config(config.data, task="window")` (RGB, `data.history` frames -> the
+target), random crops and rotations from `data`; real series in `data.real` (their last frame held out).
 """
 
 from __future__ import annotations
 
-import hashlib
-import math
-import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-import lightning as L
-import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
 
-from tamms.data.sequence import SitsSequence, to_days
-from tamms.errors import ConfigError, MissingWeightsError
+from tamms.config import from_dict
+from tamms.errors import ConfigError, MissingWeightsError, OutputExistsError
+from tamms.tasks.base import TammsTask
 
-# ------------------------------------------------------------------------------------------------
-# data
-# ------------------------------------------------------------------------------------------------
+STAGES = ("unet", "structural", "semantic", "anneal")
+BASELINES = ("simvp", "convlstm")
+# ECM keys a stage may change on a loaded ECM (TAMMs table 2 ablations); any other key is the architecture
+ECM_SWITCHES = ("use_semantic", "use_text", "use_temporal")
 
 
 @dataclass
-class Windows:
-    """Stacked training windows (RGB, [0, 1]); conditioning from the describer when computed."""
+class ForecastModelConfig:
+    """`model:` of a forecast config."""
 
-    history: list[np.ndarray]  # N x [T, C, H, W] (sizes may differ between sources)
-    history_days: np.ndarray  # [N, T]
-    target: list[np.ndarray]  # N x [C, H, W]
-    target_days: np.ndarray  # [N]
-    names: list[str] = field(default_factory=list)
-    semantic: np.ndarray | None = None  # [N, D]
-    text_embeddings: np.ndarray | None = None  # [N, L, D]
-    text_mask: np.ndarray | None = None  # [N, L]
+    name: str = "tamms"  # "tamms" (U-Net + ECM), "simvp" or "convlstm"
+    unet: dict[str, Any] = field(default_factory=dict)  # tamms.models.unet.UNetConfig of a fresh U-Net
+    ecm: dict[str, Any] = field(default_factory=dict)  # tamms.models.forecaster.ECMConfig
+    prediction_type: str = "sample"  # what the U-Net predicts: sample (the clean frame), epsilon, v_prediction
+    default_steps: int | None = None  # sampler settings stored with the weights (`tamms forecast` defaults)
+    strength: float = 1.0
+    simvp: dict[str, Any] = field(default_factory=dict)  # SimVPConfig
+    convlstm: dict[str, Any] = field(default_factory=dict)  # ConvLSTMConfig
 
-    def __len__(self) -> int:
-        return len(self.history)
-
-
-def all_frames(seq: SitsSequence) -> tuple[np.ndarray, np.ndarray]:
-    """RGB frames (with the future frame appended when present) and their days."""
-    frames = seq.rgb()  # [T, 3, H, W]
-    days = seq.days
-    if seq.future_frame is not None and seq.future_date is not None:
-        rgb = list(seq.rgb_bands) if seq.rgb_bands is not None else [0, 0, 0]
-        fut = seq.future_frame[rgb] if seq.future_frame.shape[0] != 3 else seq.future_frame
-        frames = np.concatenate([frames, fut[None]], axis=0)
-        days = np.concatenate([days, to_days([seq.future_date])])
-    return frames.astype(np.float32), days.astype(np.float64)
+    def __post_init__(self) -> None:
+        if self.name not in ("tamms", *BASELINES):
+            raise ConfigError(f"model.name {self.name!r} is not one of {['tamms', *BASELINES]}")
+        if self.prediction_type not in ("sample", "epsilon", "v_prediction"):
+            raise ConfigError(f"model.prediction_type {self.prediction_type!r} is not sample, epsilon or v_prediction")
 
 
-def sequence_windows(seq: SitsSequence, history: int, hold_out_last: bool = False,
-                     last_only: bool = False) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, float, str]]:
-    """(history frames, history days, target, target day, name) for every target with enough history."""
-    frames, days = all_frames(seq)
-    n = frames.shape[0] - (1 if hold_out_last else 0)
-    targets = [n - 1] if last_only else range(history, n)
-    name = str(seq.meta.get("id") or seq.meta.get("root") or "sequence")
-    out = []
-    for k in targets:
-        if k < history:
-            continue
-        out.append((frames[k - history:k], days[k - history:k], frames[k], float(days[k]), f"{name}#{k}"))
-    return out
+@dataclass
+class ForecastOptions:
+    """`options:` of a forecast config."""
+
+    stage: str | None = None  # tamms: unet | structural | semantic | anneal (baselines: unused)
+    # loss = MSE + l1_weight * L1 of the U-Net output (sharper edges than MSE alone where the future is uncertain)
+    l1_weight: float = 0.0
+    # the gate biases and alpha logits are single numbers that start at -3 (nearly closed); Adam moves a
+    # parameter by about lr per step, so they may need a larger rate than the rest to open
+    gate_lr_scale: float = 1.0
+    describer: str = "describer"  # folder (or shipped name) of the frozen describer giving M_t and text
+
+    def __post_init__(self) -> None:
+        if self.stage is not None and self.stage not in STAGES:
+            raise ConfigError(f"options.stage {self.stage!r} is not one of {list(STAGES)}")
 
 
-def stack_windows(items: Sequence[tuple]) -> Windows:
-    if not items:
-        raise ConfigError("no training windows: give sequences with more frames than `history`")
-    return Windows(history=[i[0] for i in items], history_days=np.stack([i[1] for i in items]),
-                   target=[i[2] for i in items], target_days=np.array([i[3] for i in items]),
-                   names=[i[4] for i in items])
-
-
-def synthetic_sequences(n: int, size: int, frames: int, seed: int, split: str | None) -> list[SitsSequence]:
-    from tamms.data.synthetic import SyntheticWorldConfig, generate_sequence, split_of
-
-    cfg = SyntheticWorldConfig(size=size, frames=frames)
-    out = []
-    for i in range(n):
-        seq = generate_sequence(i, cfg, seed=seed)
-        if split is None or split_of(str(seq.meta.get("id", i))) == split:
-            out.append(seq)
-    return out
-
-
-def real_sequences(paths: Sequence[str]) -> list[SitsSequence]:
-    from tamms.data.readers import read_sequence
-
-    return [read_sequence(p) for p in paths if Path(p).exists()]
-
-
-def build_windows(data_cfg: dict[str, Any], history: int) -> Windows:
-    """Training windows per the config's `data` section (synthetic train split + real series)."""
-    items: list[tuple] = []
-    syn = data_cfg.get("synthetic")
-    if syn:
-        for seq in synthetic_sequences(int(syn.get("n", 200)), int(syn.get("size", 64)), int(syn.get("frames", 4)),
-                                       int(syn.get("seed", 0)), syn.get("split", "train")):
-            items += sequence_windows(seq, history)
-    for seq in real_sequences(data_cfg.get("real", [])):
-        # the last frame of each real series is the benchmark's target: never train on it
-        items += sequence_windows(seq, history, hold_out_last=True)
-    return stack_windows(items)
-
-
-class WindowDataset(Dataset):
-    """Random crops of windows, the same flip/rotation for all frames; `repeat` passes per epoch."""
-
-    def __init__(self, windows: Windows, crop: int | None, repeat: int = 1, seed: int = 0, augment: bool = True):
-        self.w, self.crop, self.repeat, self.augment = windows, crop, repeat, augment
-        self.seed = seed
-
-    def __len__(self) -> int:
-        return len(self.w) * self.repeat
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        i = index % len(self.w)
-        rng = np.random.default_rng((self.seed, index, torch.initial_seed() % 2**31))
-        hist, tgt = self.w.history[i], self.w.target[i]
-        h, w = tgt.shape[-2:]
-        if self.crop and (h > self.crop or w > self.crop):
-            y, x = rng.integers(0, h - self.crop + 1), rng.integers(0, w - self.crop + 1)
-            hist = hist[..., y:y + self.crop, x:x + self.crop]
-            tgt = tgt[..., y:y + self.crop, x:x + self.crop]
-        if self.augment:
-            k = int(rng.integers(0, 4))
-            flip = bool(rng.integers(0, 2))
-            hist, tgt = np.rot90(hist, k, axes=(-2, -1)), np.rot90(tgt, k, axes=(-2, -1))
-            if flip:
-                hist, tgt = hist[..., ::-1], tgt[..., ::-1]
-        item = {
-            "history": torch.from_numpy(np.ascontiguousarray(hist)),  # [T, C, h, w]
-            "history_days": torch.from_numpy(self.w.history_days[i]),
-            "target": torch.from_numpy(np.ascontiguousarray(tgt)),  # [C, h, w]
-            "target_days": torch.tensor(self.w.target_days[i], dtype=torch.float64),
-        }
-        if self.w.semantic is not None:
-            item["semantic"] = torch.from_numpy(self.w.semantic[i]).float()
-        if self.w.text_embeddings is not None:
-            item["text_embeddings"] = torch.from_numpy(self.w.text_embeddings[i]).float()
-            item["text_mask"] = torch.from_numpy(self.w.text_mask[i])
-        return item
-
-
-class FrameDataset(Dataset):
-    """Single frames (history frames and targets of the windows), random crops: U-Net pretraining."""
-
-    def __init__(self, windows: Windows, crop: int | None, repeat: int = 1, seed: int = 0):
-        unique: dict[bytes, np.ndarray] = {}  # windows overlap: keep each frame once
-        for frame in [f for h in windows.history for f in h] + list(windows.target):
-            unique.setdefault(hashlib.sha1(frame.tobytes()).digest() + bytes(str(frame.shape), "ascii"), frame)
-        self.frames = list(unique.values())
-        self.crop, self.repeat, self.seed = crop, repeat, seed
-
-    def __len__(self) -> int:
-        return len(self.frames) * self.repeat
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng((self.seed, index, torch.initial_seed() % 2**31))
-        img = self.frames[index % len(self.frames)]
-        h, w = img.shape[-2:]
-        if self.crop and (h > self.crop or w > self.crop):
-            y, x = rng.integers(0, h - self.crop + 1), rng.integers(0, w - self.crop + 1)
-            img = img[:, y:y + self.crop, x:x + self.crop]
-        img = np.rot90(img, int(rng.integers(0, 4)), axes=(-2, -1))
-        if rng.integers(0, 2):
-            img = img[..., ::-1]
-        return {"target": torch.from_numpy(np.ascontiguousarray(img))}
-
-
-# ------------------------------------------------------------------------------------------------
-# diffusion helpers
-# ------------------------------------------------------------------------------------------------
-
-
+# --- diffusion helpers ---------------------------------------------------------------------------------
 def make_train_scheduler(num_train_timesteps: int = 1000, beta_schedule: str = "squaredcos_cap_v2",
                          prediction_type: str = "sample"):
     from diffusers import DDPMScheduler
@@ -200,9 +89,7 @@ def diffusion_target(scheduler, x0: torch.Tensor, noise: torch.Tensor, t: torch.
         return noise
     if kind == "sample":
         return x0
-    if kind == "v_prediction":
-        return scheduler.get_velocity(x0, noise, t)
-    raise ConfigError(f"prediction_type {kind!r} is not one of epsilon, sample, v_prediction")
+    return scheduler.get_velocity(x0, noise, t)  # v_prediction
 
 
 def to_model_space(x: torch.Tensor) -> torch.Tensor:
@@ -210,297 +97,241 @@ def to_model_space(x: torch.Tensor) -> torch.Tensor:
     return x * 2 - 1
 
 
-# ------------------------------------------------------------------------------------------------
-# LightningModules
-# ------------------------------------------------------------------------------------------------
-
-
-class UNetPretrainTask(L.LightningModule):
-    """Stage 0: the U-Net as an image model of single frames (null text), diffusion loss."""
-
-    def __init__(self, unet_config: dict[str, Any], lr: float = 5e-4, prediction_type: str = "sample",
-                 max_steps: int = 1000, warmup_steps: int = 50):
-        super().__init__()
-        from tamms.models.unet import build_unet
-
-        self.save_hyperparameters()
-        self.unet = build_unet(dict(unet_config))
-        self.noise_scheduler = make_train_scheduler(prediction_type=prediction_type)
-
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x0 = to_model_space(batch["target"])
-        noise = torch.randn_like(x0)
-        t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (x0.shape[0],), device=x0.device)
-        noisy = self.noise_scheduler.add_noise(x0, noise, t)
-        null = torch.zeros(x0.shape[0], 1, self.unet.config.cross_attention_dim, device=x0.device)
-        pred = self.unet(noisy, t, null).sample
-        loss = F.mse_loss(pred, diffusion_target(self.noise_scheduler, x0, noise, t))
-        self.log("train/loss", loss, prog_bar=True)
-        return loss
-
-    def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.unet.parameters(), lr=self.hparams.lr, weight_decay=1e-4)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup_cosine(self.hparams.warmup_steps, self.hparams.max_steps))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-
-def _warmup_cosine(warmup: int, total: int):
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-    return f
-
-
-class ECMTask(L.LightningModule):
-    """Stages 1-3 of TAMMs A.5/A.8 on a frozen U-Net.
-
-    stage 1: only the structural parameters theta_st train, the semantic path is bypassed; constant LR.
-    stage 2: only theta_s-t (SemProc, gates, temporal transformers, alphas, text adapter); constant LR.
-    stage 3: theta_s-t again with cosine annealing.
-    """
-
-    def __init__(self, forecaster, stage: int, lr: float = 2e-4, max_steps: int = 1000,
-                 prediction_type: str = "sample", gate_lr_scale: float = 1.0, l1_weight: float = 0.0):
-        super().__init__()
-        if stage not in (1, 2, 3):
-            raise ConfigError(f"ECM stage must be 1, 2 or 3 (stage 0 is U-Net pretraining), got {stage}")
-        self.model = forecaster
-        self.stage = stage
-        self.lr = lr
-        self.max_steps = max_steps
-        # the gate biases and alpha logits are single numbers that start at -3 (nearly closed); Adam moves
-        # a parameter by about lr per step, so at lr 1e-3 a few hundred steps cannot open them
-        self.gate_lr_scale = gate_lr_scale
-        # an L1 term next to the diffusion MSE (as Palette and the SimVP/ConvLSTM baselines use) favours sharp
-        # edges over the blur that MSE accepts where the future is uncertain
-        self.l1_weight = l1_weight
-        self.noise_scheduler = make_train_scheduler(prediction_type=prediction_type)
-        configure_stage(forecaster, stage)
-
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = ecm_loss(self.model, self.noise_scheduler, batch, self.l1_weight)
-        self.log("train/loss", loss, prog_bar=True)
-        return loss
-
-    def configure_optimizers(self):
-        scalars = {id(p) for level in self.model.ecm.levels
-                   for p in (level.semantic.gate.bias, level.temporal.alpha_logit)}
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        groups = [{"params": [p for p in params if id(p) not in scalars], "lr": self.lr},
-                  {"params": [p for p in params if id(p) in scalars], "lr": self.lr * self.gate_lr_scale}]
-        opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=0.0)
-        if self.stage == 3:
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.max_steps))
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-        return opt
-
-
-def configure_stage(forecaster, stage: int) -> None:
-    """Freeze everything but the stage's parameter set (the U-Net is always frozen)."""
+def configure_stage(forecaster, stage: str) -> None:
+    """Freeze everything but the stage's parameter set (the U-Net trains only in stage unet)."""
     forecaster.requires_grad_(False)
     ecm = forecaster.ecm
-    ecm.structural_only = stage == 1
-    trainable = ecm.structural_parameters() if stage == 1 else ecm.semantic_parameters()
+    ecm.structural_only = stage in ("unet", "structural")
+    if stage == "unet":
+        trainable = list(forecaster.unet.parameters())
+    else:
+        trainable = ecm.structural_parameters() if stage == "structural" else ecm.semantic_parameters()
     for p in trainable:
         p.requires_grad_(True)
 
 
-def ecm_loss(model, noise_scheduler, batch: dict[str, torch.Tensor], l1_weight: float = 0.0) -> torch.Tensor:
-    x0 = to_model_space(batch["target"])  # [B, C, H, W]
-    history = to_model_space(batch["history"])  # [B, T, C, H, W]
-    gaps = (batch["target_days"][:, None] - batch["history_days"]).float()  # [B, T]
+def ecm_loss(model, noise_scheduler, history: torch.Tensor, history_days: torch.Tensor, target: torch.Tensor,
+             target_days: torch.Tensor, conditioning: dict[str, torch.Tensor] | None = None,
+             l1_weight: float = 0.0) -> dict[str, torch.Tensor]:
+    """Diffusion loss of the forecaster on windows: history [B, T, C, H, W] and target [B, C, H, W] in [0, 1],
+    days [B, T] and [B]; conditioning: semantic / text_embeddings / text_mask from the describer."""
+    x0 = to_model_space(target)
+    gaps = (target_days[:, None] - history_days).float()  # [B, T] days from each frame to the target
     noise = torch.randn_like(x0)
     t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (x0.shape[0],), device=x0.device)
     noisy = noise_scheduler.add_noise(x0, noise, t)
-    feats = model.encode_history(history)
-    pred = model(noisy, t, feats, gaps, semantic=batch.get("semantic"),
-                 text_embeddings=batch.get("text_embeddings"), text_mask=batch.get("text_mask"))
-    target = diffusion_target(noise_scheduler, x0, noise, t)
-    loss = F.mse_loss(pred, target)
-    return loss + l1_weight * F.l1_loss(pred, target) if l1_weight else loss
+    feats = model.encode_history(to_model_space(history))
+    pred = model(noisy, t, feats, gaps, **(conditioning or {}))
+    return regression_terms(pred, diffusion_target(noise_scheduler, x0, noise, t), l1_weight)
 
 
-class BaselineTask(L.LightningModule):
-    """SimVP / ConvLSTM: L1 + MSE regression of the next frame."""
+def regression_terms(pred: torch.Tensor, target: torch.Tensor, l1_weight: float) -> dict[str, torch.Tensor]:
+    mse = F.mse_loss(pred, target)
+    if not l1_weight:
+        return {"loss": mse, "mse": mse}
+    l1 = F.l1_loss(pred, target)
+    return {"loss": mse + l1_weight * l1, "mse": mse, "l1": l1}
 
-    def __init__(self, name: str, model_config: dict[str, Any], lr: float = 1e-3, max_steps: int = 1000):
-        super().__init__()
+
+class _SaveWithUNet:
+    """What stage unet saves: its U-Net in `folder/unet/` (diffusers format, rewritten every time) beside the
+    untrained ECM, so the folder loads like any ECM folder and the structural stage starts from it."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    def save_pretrained(self, folder, overwrite: bool = False, dtype=None, metadata=None) -> Path:
+        folder = Path(folder)
+        if (folder / "config.json").exists() and not overwrite:
+            raise OutputExistsError(f"{folder} already holds a saved model: choose another folder or pass --overwrite")
+        self.model.unet.save_pretrained(str(folder / "unet"), safe_serialization=True)
+        return self.model.save_pretrained(folder, overwrite=overwrite, dtype=dtype, metadata=metadata,
+                                          unet_folder="unet")
+
+
+# --- the task ------------------------------------------------------------------------------------------
+class ForecastTask(TammsTask):
+    """`tamms train forecast`: the TAMMs forecaster stage by stage, or a SimVP / ConvLSTM baseline."""
+
+    def configure_models(self) -> None:
+        self.model_cfg = from_dict(ForecastModelConfig, dict(self.config.model), "config.model")
+        self.options = from_dict(ForecastOptions, dict(self.config.options), "config.options")
+        if self.config.data.history is None:
+            raise ConfigError("forecasters read a fixed number of frames: set data.history (3 in the recipe)")
+        self.describer = None
+        if self.model_cfg.name in BASELINES:
+            self.stage = None
+            self.model = self._baseline()
+            return
+        if self.options.stage is None:
+            raise ConfigError(f"set options.stage to one of {list(STAGES)} (the recipe's stages set it)")
+        self.stage = self.options.stage
+        self.model = self._forecaster().train()  # loaded models come in eval mode; Lightning keeps module modes
+        configure_stage(self.model, self.stage)
+        self.noise_scheduler = make_train_scheduler(self.model.cfg.num_train_timesteps, self.model.cfg.beta_schedule,
+                                                    self.model.cfg.prediction_type)
+        ecm = self.model.ecm.cfg
+        if self.stage in ("semantic", "anneal") and (ecm.use_semantic or ecm.use_text):
+            self.describer = self._describer()
+
+    # -- building / loading -------------------------------------------------------------------------------
+    def _baseline(self):
         from tamms.models.baselines.forecast import ConvLSTM, ConvLSTMConfig, SimVP, SimVPConfig
 
-        self.save_hyperparameters()
+        name = self.model_cfg.name
+        cls, cfg_cls = (SimVP, SimVPConfig) if name == "simvp" else (ConvLSTM, ConvLSTMConfig)
+        if self.init_from:
+            return cls.from_pretrained(self.init_from).train()
+        settings = dict(getattr(self.model_cfg, name))
         if name == "simvp":
-            self.net = SimVP(SimVPConfig(**model_config))
-        elif name == "convlstm":
-            self.net = ConvLSTM(ConvLSTMConfig(**model_config))
-        else:
-            raise ConfigError(f"baseline {name!r} is not trainable: choose simvp or convlstm")
+            settings.setdefault("history", self.config.data.history)
+        return cls(from_dict(cfg_cls, settings, f"config.model.{name}"))
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        pred = self.net(batch["history"], batch["history_days"], batch["target_days"])
-        loss = F.mse_loss(pred, batch["target"]) + F.l1_loss(pred, batch["target"])
-        self.log("train/loss", loss, prog_bar=True)
-        return loss
+    def _forecaster(self):
+        from tamms.models.forecaster import SFCIConfig, SFCIForecaster
+        from tamms.models.unet import build_unet, load_unet
 
-    def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.net.parameters(), lr=self.hparams.lr, weight_decay=1e-4)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup_cosine(20, self.hparams.max_steps))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-
-# ------------------------------------------------------------------------------------------------
-# the `tamms train forecast` entry point
-# ------------------------------------------------------------------------------------------------
-
-
-def load_config(path: str | Path) -> dict[str, Any]:
-    from tamms.utils import read_config
-
-    return read_config(path, "src/tamms/configs/forecast.yaml", "a mapping of settings")
-
-
-class _Timer(L.Callback):
-    def __init__(self, log_every: int = 25):
-        self.log_every, self.start = log_every, time.time()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        step = trainer.global_step
-        if step % self.log_every == 0 and trainer.is_global_zero:
-            loss = float(outputs["loss"]) if isinstance(outputs, dict) else float(outputs)
-            print(f"step {step} loss {loss:.4f} elapsed {time.time() - self.start:.0f}s", flush=True)
-
-
-def make_trainer(cfg: dict[str, Any], max_steps: int, max_minutes: float | None = None, **kwargs) -> L.Trainer:
-    # a wall-clock cap keeps runs inside the budget on a shared CPU (the LR schedule follows max_steps)
-    max_time = None if not max_minutes else {"minutes": float(max_minutes)}
-    return L.Trainer(max_steps=max_steps, max_time=max_time, accelerator="cpu", devices=cfg.get("devices", 1),
-                     strategy=cfg.get("strategy", "auto"), logger=False, enable_checkpointing=False,
-                     enable_progress_bar=bool(cfg.get("progress_bar", False)), enable_model_summary=False,
-                     gradient_clip_val=cfg.get("grad_clip", 1.0), callbacks=[_Timer(cfg.get("log_every", 25))],
-                     **kwargs)
-
-
-def train_forecast(cfg: dict[str, Any], stage: int, out_dir: str | Path | None = None) -> Path:
-    """Run one training stage per the config; returns the weights folder written."""
-    from tamms.models.forecaster import SFCIConfig, SFCIForecaster
-    from tamms.models.unet import load_unet
-
-    # TAMMs table 2 ablations: ECMConfig overrides; each stage is saved in its own folder (save_pretrained)
-    ecm_variants = {"no-semantic": {"use_semantic": False}, "no-text": {"use_text": False}}
-
-    def stage_folder(s: int, v: str | None) -> Path:
-        return out / (f"stage{s}" + (f"-{v}" if v and s >= 2 else ""))
-
-    seed = int(cfg.get("seed", 0))
-    L.seed_everything(seed, workers=True)
-    out = Path(out_dir or cfg.get("output_dir", "forecast-weights"))
-    history = int(cfg.get("history", 3))
-    section = cfg.get("baseline") if stage < 0 or cfg.get("baseline") else None
-    windows = build_windows(cfg.get("data", {}), history)
-    print(f"{len(windows)} training windows, history {history}", flush=True)
-
-    if section:  # a baseline: SimVP or ConvLSTM
-        name = section["name"]
-        steps = int(section.get("steps", 500))
-        task = BaselineTask(name, dict(section.get("model", {})), lr=float(section.get("lr", 1e-3)), max_steps=steps)
-        data = DataLoader(WindowDataset(windows, cfg.get("crop", 32), repeat=1000, seed=seed),
-                          batch_size=int(section.get("batch_size", 16)), shuffle=True, num_workers=0)
-        make_trainer(cfg, steps, section.get("max_minutes")).fit(task, data)
-        return task.net.save_pretrained(out, overwrite=True)
-
-    if stage == 0:
-        s0 = cfg.get("unet_pretrain", {})
-        steps = int(s0.get("steps", 500))
-        task = UNetPretrainTask(dict(cfg.get("unet", {})), lr=float(s0.get("lr", 5e-4)),
-                                prediction_type=cfg.get("prediction_type", "sample"), max_steps=steps)
-        data = DataLoader(FrameDataset(windows, s0.get("crop", cfg.get("crop", 32)), repeat=1000, seed=seed),
-                          batch_size=int(s0.get("batch_size", 16)), shuffle=True, num_workers=0)
-        make_trainer(cfg, steps, s0.get("max_minutes")).fit(task, data)
-        unet_dir = out / "unet"
-        unet_dir.mkdir(parents=True, exist_ok=True)
-        task.unet.save_pretrained(unet_dir, safe_serialization=True)
-        return unet_dir
-
-    if stage not in (1, 2, 3):
-        raise ConfigError(f"--stage must be 0 (U-Net), 1, 2 or 3, got {stage}")
-    section = cfg.get(f"stage{stage}", {})
-    steps = int(section.get("steps", 300))
-    variant = cfg.get("ablation")  # TAMMs table 2 ablations retrain stages 2-3 from the shared stage 1
-    if variant and stage == 1:
-        raise ConfigError(f"the ablations share the stage-1 ECM: train --stage 1 without --ablation, then "
-                          f"--stage 2 --ablation {variant} and --stage 3 --ablation {variant}")
-    if variant is not None and variant not in ecm_variants:
-        raise ConfigError(f"unknown ablation {variant!r}: choose one of {sorted(ecm_variants)}")
-    previous = None if stage == 1 else stage_folder(stage - 1, variant if stage == 3 else None)
-    if previous is not None and not (previous / "config.json").exists():
-        again = f" --ablation {variant}" if variant and stage == 3 else ""
-        raise MissingWeightsError(f"stage {stage} starts from {previous}: run --stage {stage - 1}{again} first")
-    if previous is None:
-        if not (out / "unet" / "config.json").exists():
-            raise MissingWeightsError(f"no U-Net in {out / 'unet'}: run `tamms train forecast --config FILE --stage 0` first")
-        sampling = cfg.get("sampling", {})
-        sfci_cfg = SFCIConfig.from_dict({"history": history, "prediction_type": cfg.get("prediction_type", "sample"),
-                                         "ecm": dict(cfg.get("ecm", {})), "default_steps": sampling.get("steps"),
-                                         "strength": float(sampling.get("strength", 1.0))})
-        forecaster = SFCIForecaster.from_config(sfci_cfg, load_unet(out / "unet"))
-        forecaster.unet_folder = (out / "unet").resolve()
-    else:
-        forecaster = SFCIForecaster.from_pretrained(previous)
-        forecaster.ecm.train()  # from_pretrained gives eval mode; the U-Net stays frozen in eval
-    for key, value in ecm_variants.get(variant or "", {}).items():
-        setattr(forecaster.ecm.cfg, key, value)
-    if stage >= 2:
-        t0 = time.time()
-        attach_conditioning(windows, cfg)
-        print(f"describer conditioning for {len(windows)} windows: {time.time() - t0:.0f}s", flush=True)
-        if windows.semantic is None:
+        mc, history = self.model_cfg, self.config.data.history
+        folder = Path(self.init_from) if self.init_from else None
+        if folder is not None and (folder / "config.json").is_file() and "model_type" in _json(folder / "config.json"):
+            model = SFCIForecaster.from_pretrained(folder)
+            self._adopt_settings(model, folder)
+            return model
+        if self.stage in ("semantic", "anneal"):
             raise MissingWeightsError(
-                "stages 2 and 3 need the describer's semantic vectors M_t: train the describer "
-                "(`tamms train describe`) so src/tamms/weights/describer exists, or set describer: <folder>"
-            )
-        ecm_cfg = forecaster.ecm.cfg
-        if windows.semantic.shape[-1] != ecm_cfg.semantic_dim or windows.text_embeddings.shape[-1] != ecm_cfg.text_dim:
-            raise ConfigError(
-                f"the describer gives {windows.semantic.shape[-1]}-d M_t and {windows.text_embeddings.shape[-1]}-d "
-                f"text embeddings but the ECM expects {ecm_cfg.semantic_dim} and {ecm_cfg.text_dim}: set "
-                "ecm: {semantic_dim, text_dim} in the config to the describer's size and retrain from stage 1"
-            )
-    task = ECMTask(forecaster, stage, lr=float(section.get("lr", 2e-4)), max_steps=steps,
-                   prediction_type=cfg.get("prediction_type", "sample"),
-                   gate_lr_scale=float(section.get("gate_lr_scale", 1.0)),
-                   l1_weight=float(section.get("l1_weight", 0.0)))
-    data = DataLoader(WindowDataset(windows, cfg.get("crop", 32), repeat=1000, seed=seed + stage),
-                      batch_size=int(section.get("batch_size", 16)), shuffle=True, num_workers=0)
-    make_trainer(cfg, steps, section.get("max_minutes")).fit(task, data)
-    forecaster.ecm.structural_only = stage == 1
-    return forecaster.save_pretrained(stage_folder(stage, variant), overwrite=True, unet_folder=out / "unet",
-                                      metadata={"training": {"stage": stage, "ablation": variant, "crop": cfg.get("crop")}})
+                f"stage {self.stage!r} starts from a trained ECM: run the stages before it (`tamms train forecast "
+                "--config src/tamms/configs/forecast.yaml`) or give init_from: <ECM folder>")
+        if folder is not None:
+            unet = load_unet(folder)  # a diffusers U-Net folder (the shipped tamms-unet, a DiffusionSat U-Net)
+        elif self.stage == "unet":
+            unet = build_unet(dict(mc.unet))
+        else:
+            raise MissingWeightsError("stage 'structural' trains the ECM on a frozen, trained U-Net: run stage unet "
+                                      "first, or give init_from: <U-Net folder> (e.g. src/tamms/weights/tamms-unet)")
+        cfg = SFCIConfig.from_dict({"history": history, "prediction_type": mc.prediction_type, "ecm": dict(mc.ecm),
+                                    "default_steps": mc.default_steps, "strength": mc.strength})
+        model = SFCIForecaster.from_config(cfg, unet)
+        if folder is not None:
+            model.unet_folder = (folder / "unet" if (folder / "unet" / "config.json").is_file() else folder).resolve()
+        return model
+
+    def _adopt_settings(self, model, folder: Path) -> None:
+        """Apply the config to a loaded forecaster: ablation switches and sampler settings; the architecture
+        must be the loaded one."""
+        mc, cfg, ecm = self.model_cfg, model.cfg, model.ecm.cfg
+        loaded = asdict(ecm)
+        for key, value in mc.ecm.items():
+            if key not in loaded:
+                raise ConfigError(f"unknown key {key!r} in config.model.ecm: valid keys are {sorted(loaded)}")
+            if key in ECM_SWITCHES:
+                setattr(ecm, key, bool(value))
+            elif key != "cross_attention_dim" and loaded[key] != value:
+                raise ConfigError(f"model.ecm.{key} is {value!r} but the ECM in {folder} has {loaded[key]!r}: "
+                                  "drop the override, or train that architecture from stage unet/structural")
+        if cfg.history != self.config.data.history:
+            raise ConfigError(f"data.history is {self.config.data.history} but the forecaster in {folder} reads "
+                              f"{cfg.history} frames: set data.history={cfg.history}")
+        if cfg.prediction_type != mc.prediction_type:
+            raise ConfigError(f"model.prediction_type is {mc.prediction_type!r} but the forecaster in {folder} "
+                              f"predicts {cfg.prediction_type!r}: set model.prediction_type={cfg.prediction_type}")
+        cfg.default_steps, cfg.strength = mc.default_steps, mc.strength
+
+    def _describer(self):
+        from tamms.models.base import resolve_weights
+        from tamms.models.describer import Describer
+
+        folder = resolve_weights(self.options.describer, "tamms train describe")
+        describer = Describer.from_pretrained(folder)
+        describer.requires_grad_(False)
+        ecm = self.model.ecm.cfg
+        hidden = describer.hidden_size
+        if (ecm.use_semantic and ecm.semantic_dim != hidden) or (ecm.use_text and ecm.text_dim != hidden):
+            raise ConfigError(f"the describer in {folder} gives {hidden}-d M_t and text embeddings but the ECM expects "
+                              f"{ecm.semantic_dim} and {ecm.text_dim}: set model.ecm.semantic_dim and text_dim to "
+                              f"{hidden} and train again from stage structural, or give options.describer")
+        return describer
+
+    # -- data ---------------------------------------------------------------------------------------------
+    def datamodule(self):
+        from tamms.data.datamodule import SitsDataModule
+
+        data = self.config.data
+        if data.target not in ("next", "future"):
+            raise ConfigError(f"data.target {data.target!r}: forecasters learn the 'next' (or 'future') frame")
+        extra: dict[str, Any] = {"min_history": data.history}  # windows of exactly `history` frames, no padding
+        if data.bands is None:
+            extra["rgb_only"] = True  # the forecasters are RGB models
+        return SitsDataModule.from_config(data, task="window", **extra)
+
+    # -- conditioning ---------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def conditioning(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """M_t and text embeddings of the frozen describer for the batch's history frames, exactly as the U-Net
+        sees them (a 32 px rotated crop is described as such, resized to the describer's input size). As at
+        inference (`ForecastPipeline`), the describer generates the scene and the description itself."""
+        from tamms.pipelines.describe import prepare_input
+
+        if self.describer is None:
+            return {}
+        self.describer.eval()  # Lightning puts every submodule in train mode; the describer stays frozen
+        cfg = self.describer.config
+        inputs = [prepare_input({"image": image, "time": days}, cfg.vision.image_size, cfg.max_frames)
+                  for image, days in zip(batch["image"].detach().cpu(), batch["time"].cpu())]
+        out = self.describer.describe([x.frames.to(self.device) for x in inputs], [x.days for x in inputs],
+                                      [x.dates for x in inputs], [None] * len(inputs))
+        ecm, cond = self.model.ecm.cfg, {}
+        if ecm.use_semantic:
+            cond["semantic"] = out["semantic"].float()
+        if ecm.use_text:
+            cond["text_embeddings"] = out["text_embeddings"].float()
+            cond["text_mask"] = out["text_mask"]
+        return cond
+
+    # -- training -------------------------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        history, target = batch["image"], batch["target"]  # [B, T, C, H, W], [B, C, H, W]
+        days, target_days = batch["time"], batch["target_time"]  # [B, T], [B] days (float64)
+        if self.stage is None:  # a baseline
+            terms = regression_terms(self.model(history, days, target_days), target, 1.0)
+        elif self.stage == "unet":
+            terms = self._unet_terms(torch.cat([history.flatten(0, 1), target]))  # [B*(T+1), C, H, W]
+        else:
+            terms = ecm_loss(self.model, self.noise_scheduler, history, days, target, target_days,
+                             self.conditioning(batch), self.options.l1_weight)
+        self.log_terms(terms, "train", history.shape[0])
+        return terms["loss"]
+
+    def _unet_terms(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Single frames in [0, 1] as an image model: noise, denoise with null text."""
+        x0 = to_model_space(frames)
+        noise = torch.randn_like(x0)
+        t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (x0.shape[0],), device=x0.device)
+        noisy = self.noise_scheduler.add_noise(x0, noise, t)
+        pred = self.model.unet(noisy, t, self.model.null_text(x0.shape[0], x0.device)).sample
+        return regression_terms(pred, diffusion_target(self.noise_scheduler, x0, noise, t), self.options.l1_weight)
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """The base groups; the gate biases and alpha logits of the ECM in their own group at `gate_lr_scale`."""
+        groups = super().parameter_groups()
+        if self.stage not in ("semantic", "anneal"):
+            return groups
+        scalars = [p for level in self.model.ecm.levels for p in (level.semantic.gate.bias, level.temporal.alpha_logit)
+                   if p.requires_grad]
+        ids = {id(p) for p in scalars}
+        for group in groups:
+            group["params"] = [p for p in group["params"] if id(p) not in ids]
+        groups.append({"params": scalars, "weight_decay": 0.0, "lr_scale": self.options.gate_lr_scale})
+        return [g for g in groups if g["params"]]
+
+    def model_to_save(self):
+        return _SaveWithUNet(self.model) if self.stage == "unet" else self.model
 
 
-def attach_conditioning(windows: Windows, cfg: dict[str, Any]) -> None:
-    """Compute the describer's M_t and text embeddings for every window's history (once)."""
-    from tamms.pipelines.describe import default_describer as load_describer
+def _json(path: Path) -> dict[str, Any]:
+    import json
 
-    describer = load_describer(cfg.get("describer"))
-    if describer is None:
-        return
-    cond = describe_histories(describer, windows.history, windows.history_days)
-    windows.semantic, windows.text_embeddings, windows.text_mask = cond
-
-
-def describe_histories(describer, history: np.ndarray, history_days: np.ndarray, batch: int = 16):
-    """M_t [N, D], text embeddings [N, L, D] and mask [N, L] for history windows [N, T, C, H, W]."""
-    from tamms.data.sequence import from_days
-
-    sem, txt, mask = [], [], []
-    for s in range(0, len(history), batch):
-        seqs = [SitsSequence(frames=h, dates=[from_days(d) for d in days])
-                        for h, days in zip(history[s:s + batch], history_days[s:s + batch])]
-        out = describer(seqs)
-        sem.append(out.semantic.float().cpu().numpy())
-        txt.append(out.text_embeddings.float().cpu().numpy())
-        mask.append(out.text_mask.cpu().numpy())
-    length = max(t.shape[1] for t in txt)
-    txt = [np.pad(t, ((0, 0), (0, length - t.shape[1]), (0, 0))) for t in txt]
-    mask = [np.pad(m, ((0, 0), (0, length - m.shape[1]))) for m in mask]
-    return np.concatenate(sem), np.concatenate(txt), np.concatenate(mask).astype(bool)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc}): give a folder written by save_pretrained") from None
+    return data if isinstance(data, dict) else {}
