@@ -1,4 +1,4 @@
-"""Describer (TAM: PTE + CTP on a small VLM): tokens, shapes, overfitting, save/load, other backbones, CLI."""
+"""Describer (TAM: PTE + CTP on a small VLM): tokens, shapes, save/load, other backbones, CLI."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from tamms.models.describer import Describer, DescriberConfig, change_prompt
+from tamms.models.describer import Describer, DescriberConfig
 from tamms.models.language import LanguageModelConfig, train_tokenizer
 from tamms.models.temporal import time_features
 from tamms.models.vision import VisionConfig
@@ -108,24 +108,6 @@ def test_bad_inputs_raise_clear_errors(tokenizer):
         pipe({"image": torch.rand(1, 3, 32, 32), "time": torch.tensor([1.0])})
     with pytest.raises(InputError, match="increasing"):
         pipe({"image": torch.rand(2, 3, 32, 32), "time": torch.tensor([5.0, 1.0])})
-
-
-def test_tiny_model_overfits_a_handful_of_sequences(tmp_path):
-    from tamms.tasks.describe import train_describer
-
-    inputs = make_inputs()
-    cfg = {"model": {"vision": {"image_size": 32, "grid": 2, "channels": [16, 32]},
-                     "language": {"hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_size": 128}},
-           "data": {"levir_cc": None, "tokenizer_vocab": 300},
-           "train": {"batch_size": 4, "max_steps": 70, "lr": 6e-3, "warmup_steps": 5, "scene_prob": 0.0,
-                     "frame_drop": 0.0, "val_every": 1000}}
-    summary = train_describer(cfg, tmp_path / "m", train_inputs=inputs, progress=False)
-    model = summary["task"].model.eval()
-    texts = model.generate([x.frames for x in inputs], [x.days for x in inputs],
-                           [change_prompt(x.dates, x.scene, True) for x in inputs])
-    exact = sum(t == x.captions[0] for t, x in zip(texts, inputs))
-    assert exact >= 3, texts
-    assert (tmp_path / "m" / "model.safetensors").exists()
 
 
 def test_save_load_round_trip_gives_identical_outputs(tokenizer, tmp_path):

@@ -1,4 +1,4 @@
-"""`tamms describe SEQUENCE_DIR` and `tamms train describe --config FILE`."""
+"""`tamms describe SEQUENCE_DIR` (training: `tamms train describe`, in cli/train.py)."""
 
 from __future__ import annotations
 
@@ -44,18 +44,3 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
                    "beams": beams, "seconds": round(seconds, 4),
                    "semantic": [round(float(v), 6) for v in out.semantic[0]]}
             write_text_atomic(json_out, json.dumps(doc, indent=2), overwrite=overwrite)
-
-    @train_app.command("describe")
-    def train_describe(
-        config: Path = typer.Option(..., "--config", help="YAML or JSON config (src/tamms/configs/describe.yaml "
-                                    "reproduces the shipped weights)."),
-        output: Optional[Path] = typer.Option(None, "--output", help="Output folder (default: the config's `output`)."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model already in the output folder."),
-    ) -> None:
-        """Train the describer (vision tower, projector, PTE, LM) on the synthetic world (+ LEVIR-CC text)."""
-        from tamms.tasks.describe import train_describer
-
-        summary = train_describer(config, output=output, overwrite=overwrite, progress=True)
-        summary.pop("task", None)
-        typer.echo(json.dumps({k: v for k, v in summary.items() if k != "final"}, default=str))
-        typer.echo(f"saved to {summary['output']}")
