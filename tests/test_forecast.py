@@ -1,4 +1,4 @@
-"""Forecasting: the ECM on a frozen U-Net (TAMMs SFCI), staged training, sampling, tiling, baselines, CLI.
+"""Forecasting: the ECM on a frozen U-Net (TAMMs SFCI), sampling, tiling, baselines, CLI (training: test_train_forecast.py).
 
 Tiny configs (16-32 px, channels 8-16), 2 sampler steps, a few optimiser steps.
 """
@@ -6,7 +6,6 @@ Tiny configs (16-32 px, channels 8-16), 2 sampler steps, a few optimiser steps.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from pathlib import Path
 
@@ -55,24 +54,6 @@ def batch_of(b: int = 2, size: int = 16, t: int = 3, semantic: bool = True) -> d
         batch["text_embeddings"] = torch.randn(b, 5, TINY_ECM["text_dim"], generator=g)
         batch["text_mask"] = torch.tensor([[1, 1, 1, 1, 0]] * b, dtype=torch.bool)
     return batch
-
-
-def moving_square_windows(n: int, size: int = 16, seed: int = 0):
-    """A bright square moving 2 px right (and wrapping) per year on a dark field: T=3 history, target."""
-    from tamms.tasks.forecast import Windows
-
-    rng = np.random.default_rng(seed)
-    hist, targets = [], []
-    for _ in range(n):
-        y, x = rng.integers(0, size - 5, 2)
-        frames = np.full((4, 3, size, size), 0.1, dtype=np.float32)
-        for k in range(4):
-            xs = (x + 2 * k + np.arange(5)) % size
-            frames[k][:, y:y + 5][:, :, xs] = 0.9
-        hist.append(frames[:3])
-        targets.append(frames[3])
-    days = np.array([[0.0, 365.0, 730.0]] * n)
-    return Windows(history=hist, history_days=days, target=targets, target_days=np.full(n, 1095.0))
 
 
 # --- structure ----------------------------------------------------------------------------------
@@ -133,35 +114,7 @@ def test_history_cache_gives_the_same_output(control_depth):
     assert len(cache) == len(f.ecm.levels)
 
 
-@pytest.mark.parametrize("stage,control_depth", [(1, 1), (2, 1), (3, 1), (1, 2), (2, 2)])
-def test_stage_freezing_is_exact(stage, control_depth):
-    from tamms.tasks.forecast import configure_stage, ecm_loss, make_train_scheduler
-
-    f = tiny_forecaster(control_depth=control_depth)
-    randomise_zero_convs(f)
-    with torch.no_grad():  # open the gates a little so the semantic path carries gradient
-        for level in f.ecm.levels:
-            level.semantic.gate.weight.normal_(0, 0.1)
-    configure_stage(f, stage)
-    loss = ecm_loss(f, make_train_scheduler(), batch_of())
-    loss.backward()
-    expected = f.ecm.structural_parameters() if stage == 1 else f.ecm.semantic_parameters()
-    expected_ids = {id(p) for p in expected}
-    names = {id(p): n for n, p in f.named_parameters()}
-    for p in f.parameters():
-        if id(p) in expected_ids:
-            assert p.requires_grad and p.grad is not None, names[id(p)]
-        else:
-            assert not p.requires_grad and p.grad is None, names[id(p)]
-    assert not any(p.requires_grad for p in f.unet.parameters())
-    got = [p for p in expected if p.grad is not None and p.grad.abs().sum() > 0]
-    assert len(got) >= 0.8 * len(expected)  # the path is really used (a few biases may see exact zeros)
-    assert f.ecm.structural_only == (stage == 1)
-
-
-def test_deeper_structural_path_is_structural_and_l1_term_adds_to_the_loss():
-    from tamms.tasks.forecast import ecm_loss, make_train_scheduler
-
+def test_deeper_structural_path_is_structural():
     shallow, deep = tiny_forecaster(control_depth=1), tiny_forecaster(control_depth=3)
     extra = {id(p) for level in deep.ecm.levels for p in level.ctrl_more.parameters()}
     assert len(extra) == 2 * 10 * len(deep.ecm.levels)  # 2 more blocks of 10 tensors per level
@@ -172,15 +125,6 @@ def test_deeper_structural_path_is_structural_and_l1_term_adds_to_the_loss():
 
     with pytest.raises(ConfigError, match="control_depth"):
         tiny_forecaster(control_depth=0)
-    randomise_zero_convs(shallow)
-    sched, batch = make_train_scheduler(), batch_of()
-    losses = {}
-    for w in (0.0, 0.5, 1.0):
-        torch.manual_seed(7)  # same diffusion steps and noise for each weight
-        losses[w] = float(ecm_loss(shallow, sched, batch, l1_weight=w))
-    l1 = (losses[1.0] - losses[0.0])
-    assert l1 > 0.05  # an L1 of pixels in [-1, 1] that are far from the target
-    assert losses[0.5] == pytest.approx(losses[0.0] + 0.5 * l1, rel=1e-5)
 
 
 def test_gate_and_alpha_stay_in_range():
@@ -215,58 +159,6 @@ def test_sampler_and_semantic_path_change_the_output():
     a = sample_sfci(f, b["history"], b["history_days"], b["target_days"], semantic=b["semantic"], **kw)
     c = sample_sfci(f, b["history"], b["history_days"], b["target_days"], semantic=-b["semantic"], **kw)
     torch.testing.assert_close(a, c)
-
-
-# --- learning -----------------------------------------------------------------------------------
-
-
-def test_tiny_model_learns_moving_square():
-    """Stage 0 (U-Net as an image model) then stage 1 (structural ECM): a moving square is forecast
-    better than by copying the last frame, after a few dozen steps."""
-    import torch.nn.functional as F
-    from torch.utils.data import DataLoader
-
-    from tamms.pipelines.forecast import sample_sfci
-    from tamms.tasks.forecast import FrameDataset, WindowDataset, configure_stage, ecm_loss, make_train_scheduler
-
-    torch.manual_seed(0)
-    f = tiny_forecaster()
-    sched = make_train_scheduler()
-    windows = moving_square_windows(64)
-    f.unet.requires_grad_(True)  # stage 0: the U-Net learns single frames, then is frozen
-    opt = torch.optim.AdamW(f.unet.parameters(), lr=3e-3)
-    for step, batch in enumerate(DataLoader(FrameDataset(windows, None, repeat=50), batch_size=16, shuffle=True)):
-        x0 = batch["target"] * 2 - 1
-        noise = torch.randn_like(x0)
-        t = torch.randint(0, 1000, (x0.shape[0],))
-        loss = F.mse_loss(f.unet(sched.add_noise(x0, noise, t), t, f.null_text(x0.shape[0], "cpu")).sample, x0)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if step == 59:
-            break
-    configure_stage(f, 1)
-    opt = torch.optim.AdamW([p for p in f.parameters() if p.requires_grad], lr=3e-3)
-    loader = DataLoader(WindowDataset(windows, crop=None, repeat=50, augment=False), batch_size=16, shuffle=True)
-    losses = []
-    for step, batch in enumerate(loader):
-        loss = ecm_loss(f, sched, batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-        if step == 79:
-            break
-    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])
-    test = moving_square_windows(8, seed=9)
-    hist = torch.from_numpy(np.stack(test.history))
-    truth = torch.from_numpy(np.stack(test.target))
-    with torch.no_grad():
-        pred = sample_sfci(f, hist, torch.from_numpy(test.history_days), torch.from_numpy(test.target_days),
-                           num_inference_steps=4, generator=torch.Generator().manual_seed(0))[:, 0]
-    err_model = float(((pred - truth) ** 2).mean())
-    err_persist = float(((hist[:, -1] - truth) ** 2).mean())
-    assert err_model < 0.5 * err_persist
 
 
 # --- baselines ----------------------------------------------------------------------------------
@@ -409,112 +301,3 @@ def test_cli_forecast_on_synthetic_folder(tmp_path):
     with pytest.raises(SystemExit):
         main(["forecast", str(folders[0]), "--date", "2000-01-01", "--out", str(tmp_path / "q.tif"),
               "--model", "persistence"])
-
-
-# --- distributed --------------------------------------------------------------------------------
-
-
-@pytest.mark.ddp
-def test_ddp_two_ranks_end_with_equal_weights(tmp_path):
-    import lightning as L
-    from torch.utils.data import DataLoader
-
-    from tamms.tasks.forecast import ECMTask, WindowDataset
-
-    task = ECMTask(tiny_forecaster(), stage=1, lr=1e-2, max_steps=3)
-    data = DataLoader(WindowDataset(moving_square_windows(16), crop=None, repeat=2), batch_size=2, shuffle=True)
-    trainer = L.Trainer(max_steps=3, accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[WeightHash(str(tmp_path))])
-    trainer.fit(task, data)
-    hashes = sorted(tmp_path.glob("rank*.txt"))
-    assert len(hashes) == 2
-    values = [h.read_text().split() for h in hashes]
-    assert values[0][0] == values[1][0]  # identical weights on both ranks
-    assert values[0][1] != values[0][2]  # and they did change during training
-
-
-import lightning as _L  # noqa: E402
-
-
-class WeightHash(_L.Callback):
-    def __init__(self, folder: str):
-        self.folder = folder
-        self.start = ""
-
-    @staticmethod
-    def _digest(module) -> str:
-        h = hashlib.sha1()
-        for p in module.model.ecm.parameters():
-            h.update(p.detach().numpy().tobytes())
-        return h.hexdigest()
-
-    def on_train_start(self, trainer, pl_module):
-        self.start = self._digest(pl_module)
-
-    def on_train_end(self, trainer, pl_module):
-        end = self._digest(pl_module)
-        Path(self.folder, f"rank{trainer.global_rank}.txt").write_text(f"{end} {self.start} {end}")
-
-
-def test_ablation_retrains_stages_2_and_3_from_the_shared_stage_1(tmp_path):
-    """TAMMs table 2: `--ablation no-text` trains its own stages 2-3 from stage 1; the full model is untouched."""
-    from safetensors.torch import load_file
-
-    from tamms.errors import ConfigError, MissingWeightsError
-    from tamms.registry import load_forecast_model
-    from tamms.tasks.forecast import train_forecast
-
-    section = {"steps": 2, "batch_size": 4, "lr": 1e-2}
-    cfg = {"seed": 0, "history": 3, "prediction_type": "sample", "crop": 16, "unet": TINY_UNET,
-           "ecm": {**TINY_ECM, "semantic_dim": 192, "text_dim": 192},  # the shipped describer's sizes
-           "data": {"synthetic": {"n": 10, "size": 32, "frames": 4, "seed": 0, "split": None}},
-           "unet_pretrain": section, "stage1": section, "stage2": section, "stage3": section}
-    out = tmp_path / "fc"
-    with pytest.raises(ConfigError, match="share the stage-1 ECM"):
-        train_forecast({**cfg, "ablation": "no-text"}, 1, out)
-    train_forecast(cfg, 0, out)
-    with pytest.raises(MissingWeightsError, match="run --stage 1 first"):
-        train_forecast({**cfg, "ablation": "no-text"}, 2, out)
-    train_forecast(cfg, 1, out)
-    with pytest.raises(MissingWeightsError, match="--stage 2 --ablation no-text first"):
-        train_forecast({**cfg, "ablation": "no-text"}, 3, out)
-    with pytest.raises(ConfigError, match="unknown ablation"):
-        train_forecast({**cfg, "ablation": "no-pte"}, 2, out)
-    for stage in (2, 3):
-        train_forecast({**cfg, "ablation": "no-text"}, stage, out)
-    # each stage is a folder in the one format; all of them share the U-Net in out/unet
-    assert (out / "stage3-no-text" / "model.safetensors").is_file() and not (out / "stage2").exists()
-    saved = json.loads((out / "stage3-no-text" / "config.json").read_text())
-    assert saved["config"]["ecm"]["use_text"] is False and saved["config"]["unet"] == "../unet"
-    assert saved["training"]["ablation"] == "no-text" and saved["training"]["stage"] == 3
-
-    model = load_forecast_model("tamms-no-text", out / "stage3-no-text")
-    assert not model.uses_text and model.uses_semantic
-    retrained = load_file(str(out / "stage3-no-text" / "model.safetensors"))
-    stage1 = load_file(str(out / "stage1" / "model.safetensors"))
-    state = model.model.ecm.state_dict()
-    assert all(torch.equal(state[k], v) for k, v in retrained.items())
-    changed = [k for k in retrained if not torch.equal(retrained[k], stage1[k])]
-    assert changed and all(".semantic." in k or ".temporal." in k or "text_adapter" in k for k in changed)
-    assert load_forecast_model("tamms-base-control", out / "stage1").uses_semantic is False  # structural only
-    with pytest.raises(MissingWeightsError, match="tamms train"):  # an ablation never trained: no silent fallback
-        load_forecast_model("tamms-no-semantic", out / "stage3-no-semantic")
-
-
-def test_gate_biases_and_alphas_get_their_own_learning_rate():
-    """gate_lr_scale: the scalar gate biases and alpha logits (started at -3) learn faster than the rest."""
-    from tamms.tasks.forecast import ECMTask
-
-    task = ECMTask(tiny_forecaster(), stage=2, lr=1e-3, gate_lr_scale=10.0)
-    opt = task.configure_optimizers()
-    opt = opt["optimizer"] if isinstance(opt, dict) else opt
-    rest, scalars = opt.param_groups
-    assert rest["lr"] == pytest.approx(1e-3) and scalars["lr"] == pytest.approx(1e-2)
-    ecm = task.model.ecm
-    expected = {id(p) for level in ecm.levels for p in (level.semantic.gate.bias, level.temporal.alpha_logit)}
-    assert {id(p) for p in scalars["params"]} == expected
-    assert len(rest["params"]) + len(expected) == len([p for p in ecm.parameters() if p.requires_grad])
-    # stage 1 trains no gates: one group
-    stage1 = ECMTask(tiny_forecaster(), stage=1, lr=1e-3, gate_lr_scale=10.0).configure_optimizers()
-    assert len(stage1.param_groups) == 1
