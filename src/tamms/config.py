@@ -111,6 +111,7 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     init_from: str | None = None  # a saved model folder to start from
     out: str | None = None  # where the model is saved (the CLI's --out wins)
+    save_dtype: str | None = None  # "float16" halves the saved weights (loading upcasts); None keeps float32
     stages: list[StageConfig] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:

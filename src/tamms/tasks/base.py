@@ -289,7 +289,7 @@ def train(config: TrainConfig, out: str | Path | None = None, resume: bool = Fal
                 "minutes": round((time.time() - start) / 60, 2), "init_from": task.init_from,
                 "config": json.loads(json.dumps(cfg.to_dict(), default=list)), "history": task.history,
             }}
-            task.model_to_save().save_pretrained(folder, overwrite=True, metadata=metadata)
+            task.model_to_save().save_pretrained(folder, overwrite=True, dtype=cfg.save_dtype, metadata=metadata)
             (folder / "train_config.yaml").write_text(to_yaml(cfg), encoding="utf-8")
             print(f"{label}saved {folder} after {trainer.global_step} steps", flush=True)
         previous, result = str(folder), folder
