@@ -51,9 +51,28 @@ def semantic_scores(pred_before, pred_after, true_before, true_after, num_classe
 
 
 def synthetic_test_pairs(n_sequences: int):
-    from tamms.tasks.detect import synthetic_pairs
+    """Consecutive-frame pairs (and last -> future frame) of the first `n_sequences` test-split sequences."""
+    from tamms.data.datasets import SitsPairDataset, sequence_split
+    from tamms.data.synthetic import SyntheticWorldConfig, generate_sequence, split_of
 
-    return synthetic_pairs(n_sequences, "test", size=64, frames=4, seed=0)
+    config, sequences, index = SyntheticWorldConfig(size=64, frames=4), [], 0
+    while len(sequences) < n_sequences:
+        if split_of(f"syn_{index:06d}") == "test":  # the world's id format, checked below
+            sequences.append(generate_sequence(index, config, seed=0))
+            assert sequence_split(sequences[-1]) == "test", sequences[-1].meta["id"]
+        index += 1
+    pairs = SitsPairDataset(sequences, future=True, random_crop=False)
+    return [{"before": s["image"][0].numpy(), "after": s["image"][1].numpy(), "change": s["mask"].numpy(),
+             "lc_before": s["landcover"][0].numpy(), "lc_after": s["landcover"][1].numpy(), "name": s["name"]}
+            for s in (pairs[i] for i in range(len(pairs)))]
+
+
+def levir_test_pairs(folder: Path):
+    from tamms.data.datasets import pair_split
+    from tamms.data.readers import read_levir_cd
+
+    return [{"before": p.before, "after": p.after, "change": p.mask.astype(np.uint8), "name": p.name}
+            for p in read_levir_cd(folder) if pair_split(p) == "test"]
 
 
 def run_detector(det, pairs, categories=None, semantic=False, batch=16):
@@ -111,9 +130,7 @@ def main(argv=None) -> int:
     lc_b, lc_a = np.stack([p["lc_before"] for p in syn]), np.stack([p["lc_after"] for p in syn])
     levir = []
     if levir_dir.is_dir():
-        from tamms.tasks.detect import levir_pairs
-
-        levir = levir_pairs(levir_dir, "test_")
+        levir = levir_test_pairs(levir_dir)
     print(f"{len(syn)} synthetic test pairs from {args.sequences} sequences, {len(levir)} LEVIR-CD test tiles "
           f"({time.time() - t0:.1f} s)", flush=True)
 

@@ -117,23 +117,3 @@ def test_detect_rejects_bad_inputs(tmp_path, pair, siamese_folder):
         with pytest.raises(SystemExit) as exc:
             main(args)
         assert exc.value.code == 2
-
-
-def test_train_detect_command(tmp_path):
-    """`tamms train detect --config` trains a few steps and saves a loadable detector with its log."""
-    config = tmp_path / "tiny.yaml"
-    config.write_text("model: siamese\nmodel_config: {channels: [8, 16]}\n"
-                      "synthetic: {train_sequences: 2, val_sequences: 1, size: 32, frames: 3, seed: 0}\n"
-                      "levir: {root: null}\nbatch_size: 4\nmax_steps: 2\nmax_minutes: 2\nval_every_steps: 2\n")
-    main(["train", "detect", "--config", str(config), "--out", str(tmp_path / "w")])
-    log = json.loads((tmp_path / "w" / "train_log.json").read_text())
-    assert log["steps"] == 2 and log["model"] == "siamese"
-    from tamms.registry import load_detector
-
-    det = load_detector(str(tmp_path / "w"))
-    assert det.detect(torch.rand(3, 32, 32), torch.rand(3, 32, 32)).mask.shape == (1, 32, 32)
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("model: siamese\nepochs: 3\n")
-    with pytest.raises(SystemExit) as exc:
-        main(["train", "detect", "--config", str(bad)])
-    assert exc.value.code == 2

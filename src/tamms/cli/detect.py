@@ -1,4 +1,4 @@
-"""`tamms detect` (where did it change) and `tamms train detect`.
+"""`tamms detect`: where did it change (training is `tamms train detect`, in cli/train.py).
 
     tamms detect BEFORE.tif AFTER.tif --out change.tif [--semantic] [--categories "building,road"] [--model NAME]
     tamms detect SEQUENCE_FOLDER --out change_folder/        # every pair of consecutive frames
@@ -132,7 +132,9 @@ def detect_command(
         seq = read_sequence(list(inputs), dates=["2000-01-01", "2000-01-02"])
     else:
         seq = read_sequence(inputs[0])
-    pipe = DetectPipeline.from_pretrained(model)
+    from tamms.registry import load_detector
+
+    pipe = DetectPipeline(load_detector(model))
     result = pipe(seq, semantic=semantic, categories=cats)
     if len(inputs) == 2:
         written = _write_pair(out, seq, 0, result, overwrite, overlay)
@@ -153,22 +155,5 @@ def detect_command(
     write_text_atomic(out / "detect_summary.json", json.dumps(summary, indent=2), overwrite=overwrite)
 
 
-def train_detect_command(
-    config: Path = typer.Option(..., "--config", "-c", help="YAML/JSON training config "
-                                                           "(src/tamms/configs/detect_siamese.yaml, detect_unichange.yaml)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Weights folder (default: the config's `output`, "
-                                                                "else src/tamms/weights/<model>/)."),
-) -> None:
-    """Train a change detector (siamese or unichange) on the synthetic world + LEVIR-CD train tiles."""
-    import logging
-
-    from tamms.tasks.detect import DetectTrainConfig, train_detect
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    folder = train_detect(DetectTrainConfig.load(config), output=out)
-    typer.echo(f"saved {folder}")
-
-
 def register(app: typer.Typer, train_app: typer.Typer) -> None:
-    app.command("detect")(detect_command)
-    train_app.command("detect")(train_detect_command)
+    app.command("detect")(detect_command)  # training: `tamms train detect` (tamms.cli.train)

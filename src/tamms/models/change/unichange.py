@@ -390,19 +390,22 @@ def semantic_logits(logits: torch.Tensor, category_pad: torch.Tensor) -> torch.T
 
 def unichange_loss(out: UniChangeOutput, change_target: torch.Tensor, t1_target: torch.Tensor | None = None,
                    t2_target: torch.Tensor | None = None, has_semantic: torch.Tensor | None = None,
-                   change_all: torch.Tensor | None = None, weights: dict | None = None) -> dict[str, torch.Tensor]:
+                   change_all: torch.Tensor | None = None, weights: dict | None = None,
+                   pos_weight: float | None = None) -> dict[str, torch.Tensor]:
     """`L_txt + 2.0 BCE + 0.5 Dice + 0.5 SS + 1.0 SC` (weights from the config).
 
     change_target `[B, H, W]` 0/1 (the change the instruction asked for); t1/t2_target int64 `[B, H, W]`
     class indices as in `semantic_logits` (0 = other); has_semantic bool `[B]`: SS and SC count only those
     samples and are exactly zero when there are none (binary-only datasets such as LEVIR-CD);
-    change_all `[B, H, W]` every change (for SC; defaults to change_target).
+    change_all `[B, H, W]` every change (for SC; defaults to change_target); pos_weight: BCE weight of changed
+    pixels (rare change: > 1).
     """
     w = {"txt": 1.0, "bce": 2.0, "dice": 0.5, "ss": 0.5, "sc": 1.0, **(weights or {})}
     target = change_target.float()
     terms = {
         "txt": out.txt_loss if out.txt_loss is not None else target.new_zeros(()),
-        "bce": F.binary_cross_entropy_with_logits(out.change_logits, target),
+        "bce": F.binary_cross_entropy_with_logits(
+            out.change_logits, target, pos_weight=None if pos_weight is None else target.new_tensor(pos_weight)),
         "dice": dice_loss(out.change_logits, target),
     }
     sem = has_semantic if has_semantic is not None else torch.zeros(target.shape[0], dtype=torch.bool)

@@ -1,0 +1,178 @@
+"""`tamms train detect` on the training backbone: Siamese and UniChange, synthetic + LEVIR-CD-style pairs,
+pooled val F1, --set, stages, exact --resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tamms.cli import main
+from tamms.config import load_train_config
+from tamms.errors import ConfigError
+from tamms.metrics.change import binary_change_scores
+from tamms.models import load_pretrained
+from tamms.tasks.base import StopAfterSteps, train
+from tamms.tasks.detect import ChangeDetectionTask, sample_task
+from tamms.utils import default_weights
+
+TINY_UNICHANGE = {
+    "name": "unichange",
+    "decoder": {"backbone_channels": [8, 8, 16, 16], "dim": 16, "heads": 2, "mlp_dim": 32, "mask_dim": 8},
+    "lm": {"arch": "qwen2", "hidden_size": 16, "num_layers": 1, "num_heads": 2, "intermediate_size": 32,
+           "max_positions": 256},
+    "image_tokens": 2,
+}
+
+
+def write_levir(root: Path, names=("train_1", "train_2", "val_1"), size: int = 24) -> Path:
+    """A LEVIR-CD-style folder: A/ before, B/ after (RGB PNG), label/ (0/255): a bright block appears."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for sub in ("A", "B", "label"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        before = (rng.random((size, size, 3)) * 120).astype(np.uint8)
+        after, label = before.copy(), np.zeros((size, size), np.uint8)
+        after[4 + i: 12 + i, 6:14] = 230
+        label[4 + i: 12 + i, 6:14] = 255
+        Image.fromarray(before).save(root / "A" / f"{name}.png")
+        Image.fromarray(after).save(root / "B" / f"{name}.png")
+        Image.fromarray(label).save(root / "label" / f"{name}.png")
+    return root
+
+
+def tiny_config(tmp_path: Path, model: dict | None = None, real: list[str] | None = None, **trainer) -> Path:
+    config = {
+        "task": "detect",
+        "model": model or {"name": "siamese", "channels": [8, 16]},
+        "options": {"real_repeats": 2},
+        "data": {"synthetic": {"n": 27, "size": 16, "frames": 3, "seed": 0}, "real": real or [], "crop_size": 16,
+                 "batch_size": 4, "val_batch_size": 8, "target": "future"},
+        "optim": {"lr": 3e-3, "warmup_steps": 1},
+        "trainer": {"max_steps": 4, "val_every": 4, "checkpoint_every": 2, "accelerator": "cpu", "log_every": 1,
+                    **trainer},
+    }
+    path = tmp_path / "detect.yaml"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_siamese_trains_through_the_cli_and_loads(tmp_path):
+    levir = write_levir(tmp_path / "levir_cd")
+    config = tiny_config(tmp_path, real=[str(levir)])
+    out = tmp_path / "siamese"
+    main(["train", "detect", "--config", str(config), "--out", str(out), "--set", "model.channels=[8,16,16]"])
+    net = load_pretrained(out)
+    assert net.model_type == "siamese" and tuple(net.config.channels) == (8, 16, 16)  # --set reached the model
+    meta = json.loads((out / "config.json").read_text())["training"]
+    assert meta["steps"] == 4 and meta["config"]["data"]["real"] == [str(levir)]
+    val = [row["val_f1"] for row in meta["history"] if "val_f1" in row]
+    assert len(val) == 1 and 0.0 <= val[0] <= 1.0
+    # the logged F1 is the one pooled over every val pixel (not a mean of per-batch F1s)
+    cfg = load_train_config(config, ["model.channels=[8,16,16]"], task="detect")
+    task = ChangeDetectionTask(cfg, init_from=out).eval()
+    data = task.datamodule()
+    data.setup("validate")
+    preds, masks = [], []
+    for batch in data.val_dataloader():
+        preds.append(task.predict_change(batch))
+        masks.append(batch["mask"])
+    assert sum(len(m) for m in masks) > cfg.data.val_batch_size  # several val batches
+    assert val[0] == pytest.approx(binary_change_scores(torch.cat(preds), torch.cat(masks))["F1"], abs=1e-5)
+    logits = net(torch.rand(1, 3, 20, 20), torch.rand(1, 3, 20, 20))
+    assert logits.shape == (1, 20, 20) and torch.isfinite(logits).all()
+
+
+def test_real_pairs_carry_their_folder_and_repeat(tmp_path):
+    levir = write_levir(tmp_path / "levir_cd")
+    cfg = load_train_config(tiny_config(tmp_path, real=[str(levir)]), ["options.real_repeats=3"], task="detect")
+    task = ChangeDetectionTask(cfg)
+    data = task.datamodule()
+    data.setup("fit")
+    items = data.datasets["train"].items
+    assert sum(kind == "pair" for kind, *_ in items) == 3 * 2  # 2 train tiles x 3 repeats; val_1 is held out
+    real = [data.datasets["train"][i] for i, item in enumerate(items) if item[0] == "pair"]
+    assert {s["meta"]["dataset"] for s in real} == {"levir_cd"} and "landcover" not in real[0]
+    assert task.real_category(real[0]["meta"]) == "building"
+    assert task.real_category({"id": "x", "dataset": "oscd"}) is None  # any other folder: every change
+    # UniChange's instruction for real pairs: binary change of that category (or of everything)
+    assert sample_task(False, ["road"], None, "building").categories == ["building"]
+    assert sample_task(False, ["road"], None, None).categories is None
+    assert not sample_task(False, ["road"], None, "building").semantic
+
+
+def test_pos_weight_weights_the_changed_pixels(tmp_path):
+    path = tiny_config(tmp_path)
+    terms = {}
+    for weight in ("null", "5"):
+        torch.manual_seed(0)
+        task = ChangeDetectionTask(load_train_config(path, [f"options.pos_weight={weight}"], task="detect"))
+        data = task.datamodule()
+        data.setup("fit")
+        batch = next(iter(data.train_dataloader()))
+        assert batch["mask"].sum() > 0
+        task.log_terms = lambda values, split, size: terms.__setitem__(weight, values)  # keep the terms
+        task.training_step(batch, 0)
+    assert terms["5"]["bce"] > terms["null"]["bce"]
+    assert torch.equal(terms["5"]["dice"], terms["null"]["dice"])
+
+
+def test_unichange_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path):
+    """UniChange draws an instruction per sample from its own RNG; a resumed run draws the same ones."""
+    levir = write_levir(tmp_path / "levir_cd")
+    cfg = load_train_config(tiny_config(tmp_path, model=TINY_UNICHANGE, real=[str(levir)], max_steps=5,
+                                        val_every=None), task="detect")
+    whole = train(cfg, out=tmp_path / "whole")
+    with pytest.raises(RuntimeError, match="stopped after 3 steps"):
+        train(cfg, out=tmp_path / "killed", callbacks=[StopAfterSteps(3)])
+    resumed = train(cfg, out=tmp_path / "killed", resume=True)
+    a, b = load_file(str(whole / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    model = load_pretrained(resumed)
+    assert model.model_type == "unichange" and "building" in model.config.class_names
+    task = model.resolve_task(["building"], semantic=False)
+    out = model.predict(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16), task, generate=False)
+    assert out.change_logits.shape == (1, 16, 16)
+
+
+def test_shipped_recipes_are_one_config_with_three_stages():
+    from tamms.config import stage_config
+
+    configs = Path(__file__).resolve().parents[1] / "src" / "tamms" / "configs"
+    assert sorted(p.name for p in configs.glob("detect*.yaml")) == ["detect_siamese.yaml", "detect_unichange.yaml"]
+    for name, lrs in (("siamese", [2e-3, 1e-3, 5e-4]), ("unichange", [1e-3, 5e-4, 3e-4])):
+        cfg = load_train_config(configs / f"detect_{name}.yaml", task="detect")
+        assert cfg.model["name"] == name and cfg.data.real == []  # no real-data path baked into the package
+        assert [stage_config(cfg, s.name).optim.lr for s in cfg.stages] == pytest.approx(lrs)
+        shipped = default_weights(name)
+        # the model and options sections are valid, and build the shipped network (its weights fit)
+        ChangeDetectionTask(stage_config(cfg, "stage3"),
+                            init_from=shipped if (shipped / "model.safetensors").is_file() else None)
+
+
+def test_bad_model_and_options_are_one_line_errors(tmp_path, capsys):
+    path = tiny_config(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "detect", "--config", str(path), "--out", str(tmp_path / "o"), "--set", "model.name=p2v"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "model.name" in err and "siamese" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(ConfigError, match="valid keys are .*pos_weight"):
+        ChangeDetectionTask(load_train_config(path, ["options.pos_wieght=3"], task="detect"))
+    with pytest.raises(ConfigError, match="model"):
+        ChangeDetectionTask(load_train_config(path, ["model.chanels=[8]"], task="detect"))
+    siamese = tmp_path / "s"
+    from tamms.models.change.siamese import SiameseChangeNet, SiameseConfig
+
+    SiameseChangeNet(SiameseConfig(channels=(8, 16))).save_pretrained(siamese)
+    with pytest.raises(ConfigError, match="holds a 'siamese' model"):
+        ChangeDetectionTask(load_train_config(path, [f"model={json.dumps(TINY_UNICHANGE)}"], task="detect"),
+                            init_from=siamese)
