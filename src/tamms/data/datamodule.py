@@ -71,13 +71,15 @@ class StepSampler(Sampler[int]):
     def __init__(self, dataset: Dataset, seed: int, batch_size: int, total_steps: int, start_step: int = 0,
                  world_size: int = 1) -> None:
         self.dataset, self.seed = dataset, seed
-        self.per_step = batch_size * world_size
+        self.per_step, self.world_size = batch_size * world_size, world_size
         self.start, self.stop = start_step * self.per_step, max(start_step, total_steps) * self.per_step
 
     def __len__(self) -> int:
         # the whole run's length, also when resumed: Lightning restores the epoch's batch count (start_step) and
-        # ends the epoch when it reaches len(loader), so a shorter length would restart the order mid-run
-        return self.stop
+        # ends the epoch when it reaches len(loader), so a shorter length would restart the order mid-run.
+        # Under DDP Lightning's DistributedSamplerWrapper materialises the yielded indices and needs the length
+        # to match them, so there a resumed run counts its epoch again (same data, not bit-exact).
+        return self.stop if self.world_size == 1 else self.stop - self.start
 
     def __iter__(self) -> Iterator[int]:
         n = len(self.dataset)  # type: ignore[arg-type]
