@@ -91,7 +91,7 @@ class ToyNet(torch.nn.Module):
     def forward(self, x):
         return self.net(x)
 
-    def save_pretrained(self, folder, overwrite=False, metadata=None):
+    def save_pretrained(self, folder, overwrite=False, dtype=None, metadata=None):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(folder / "model.safetensors"))
@@ -177,6 +177,13 @@ def test_stages_chain_and_resume_skips_finished_stages(tmp_path, toy_task, capsy
     assert meta["stage"] == "second" and meta["init_from"] == str(tmp_path / "s" / "stages" / "first")
     with pytest.raises(ConfigError, match="has not run"):
         train(cfg, out=tmp_path / "t", stage="second")
+    # a base init_from starts the first stage only; the second starts from the first
+    seeded = load_train_config({**cfg.to_dict(), "init_from": str(tmp_path / "s")})
+    train(seeded, out=tmp_path / "u")
+    firsts = json.loads((tmp_path / "u" / "stages" / "first" / "config.json").read_text())["training"]
+    seconds = json.loads((tmp_path / "u" / "config.json").read_text())["training"]
+    assert firsts["init_from"] == str(tmp_path / "s")
+    assert seconds["init_from"] == str(tmp_path / "u" / "stages" / "first")
 
 
 def test_train_config_round_trips():

@@ -49,7 +49,8 @@ def _command(task: str):
         overrides: List[str] = typer.Option([], "--set", help="Override a config value: --set optim.lr=1e-4 "
                                             "(repeatable; dotted keys)."),
         stage: Optional[str] = typer.Option(None, "--stage", help="Run the stages up to this one only (earlier "
-                                            "stages must have run)."),
+                                            "stages must have run in --out; with init_from set, this stage alone "
+                                            "starts from it)."),
         max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Wall-clock cap per stage "
                                                     "(overrides trainer.max_minutes)."),
     ) -> None:

@@ -278,7 +278,10 @@ def train(config: TrainConfig, out: str | Path | None = None, resume: bool = Fal
                               f"`tamms train {config.task} --stage {name}` first (or without --stage)")
         L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
         start = time.time()
-        task = task_class(config.task)(cfg, init_from=cfg.init_from or previous)
+        # the base config's init_from starts the first stage; later stages start from the stage before,
+        # unless a stage names its own init_from in its `set`
+        own = next((s.set["init_from"] for s in config.stages if s.name == name and "init_from" in s.set), None)
+        task = task_class(config.task)(cfg, init_from=own or previous)
         datamodule = task.datamodule()
         checkpoints = out / "checkpoints" / str(name or "main")
         trainer = fit(task, datamodule, checkpoints, resume=resume, callbacks=callbacks,
