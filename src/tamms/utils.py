@@ -46,30 +46,6 @@ def default_weights(name: str) -> Path:
     return WEIGHTS_DIR / name
 
 
-def read_config(path: str | os.PathLike, example: str, what: str = "a mapping of settings") -> dict:
-    """A training config from YAML (.yaml/.yml) or JSON; `example` names a shipped config to copy from."""
-    import json
-
-    from tamms.errors import ConfigError
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} not found: give a YAML or JSON file (see {example})")
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            cfg = yaml.safe_load(text)
-        else:
-            cfg = json.loads(text)
-    except Exception as exc:  # noqa: BLE001 - yaml and json raise their own error types
-        raise ConfigError(f"cannot parse {path}: {exc}; fix the file's syntax") from None
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"{path} must hold {what}")
-    return cfg
-
-
 def require_hf_folder(folder: str | os.PathLike, what: str, example: str) -> Path:
     """A local transformers folder (config.json present), else MissingWeightsError naming what to give."""
     from tamms.errors import MissingWeightsError

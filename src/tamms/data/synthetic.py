@@ -20,7 +20,6 @@ regenerated one index at a time.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass

@@ -36,7 +36,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from tamms.errors import InputError, MetricUnavailableError
-from tamms.metrics._common import as_image_batch, hub_checkpoint_dir, hub_file_available, require_hub_file, select_rgb
+from tamms.metrics._common import as_image_batch, hub_file_available, require_hub_file, select_rgb
 
 SSIM_SETTINGS = {"gaussian_kernel": True, "kernel_size": 11, "sigma": 1.5, "k1": 0.01, "k2": 0.03, "data_range": 1.0}
 GSSIM_SCALES = (1.0, 0.5, 0.25)

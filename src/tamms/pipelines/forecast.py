@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -24,20 +23,7 @@ import torch
 
 from tamms.data.sequence import SitsSequence, from_days, parse_date, to_days
 from tamms.errors import DateError, InputError
-
-
-@dataclass
-class ForecastOutput:
-    images: torch.Tensor  # [B, K, C, H, W] samples in [0, 1]
-    mean: torch.Tensor  # [B, C, H, W]
-    spread: torch.Tensor | None  # [B, C, H, W] per-pixel standard deviation over the K samples (K > 1)
-    target_days: torch.Tensor  # [B] days since 1970-01-01
-    texts: list[str] | None = None  # the descriptions that conditioned the forecast, when used
-    trajectory: list["ForecastOutput"] = field(default_factory=list)  # one output per date of a rollout
-
-    @property
-    def target_dates(self) -> list[dt.date]:
-        return [from_days(float(d)) for d in self.target_days]
+from tamms.pipelines.outputs import ForecastOutput
 
 
 # ------------------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ it loads the shipped weights
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,16 +20,7 @@ import torch.nn.functional as F
 from tamms.errors import ConfigError, InputError, MissingWeightsError
 from tamms.utils import atomic_output, default_weights
 
-try:  # the forecasting pipeline owns the output type; keep one definition when it exists
-    from tamms.pipelines.forecast import ForecastOutput  # type: ignore
-except Exception:  # pragma: no cover - only while the forecasting pipeline is not there
-
-    @dataclass
-    class ForecastOutput:  # type: ignore[no-redef]
-        images: torch.Tensor  # [B, K, C, H, W] samples in [0, 1]
-        mean: torch.Tensor  # [B, C, H, W]
-        spread: torch.Tensor | None  # [B, C, H, W] per-pixel std over the K samples (None when K = 1)
-        target_days: torch.Tensor  # [B] days since 1970-01-01
+from tamms.pipelines.outputs import ForecastOutput
 
 
 VARIANTS = {"rgb": "satjepa", "caption": "satjepa-caption"}
