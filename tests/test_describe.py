@@ -239,8 +239,7 @@ def test_shipped_weights_describe_a_synthetic_sequence():
     from tamms.data.synthetic import SyntheticWorldConfig, generate_sequence
     from tamms.utils import default_weights
 
-    if not (default_weights("describer") / "model.safetensors").exists():
-        pytest.skip("shipped describer weights not present")
+    assert (default_weights("describer") / "model.safetensors").exists(), "shipped describer weights missing"
     pipe = DescribePipeline.from_pretrained()
     seq = generate_sequence(7, SyntheticWorldConfig(size=64, frames=4), seed=5)
     out = pipe([seq])

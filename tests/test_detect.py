@@ -238,8 +238,7 @@ def test_default_detector_is_a_tcs_detector():
     from tamms.registry import DEFAULT_DETECTOR, default_detector
     from tamms.utils import default_weights
 
-    if not (default_weights(DEFAULT_DETECTOR) / "model.safetensors").is_file():
-        pytest.skip("default detector weights not shipped")
+    assert (default_weights(DEFAULT_DETECTOR) / "model.safetensors").is_file(), "default detector weights missing"
     from tamms.metrics.temporal import tcs
 
     det = default_detector()

@@ -56,7 +56,7 @@ def select_frames(num_frames: int, max_frames: int) -> list[int]:
 
 
 def prepare_input(item: Any, image_size: int = 64, max_frames: int = 10) -> DescriberInput:
-    """A `SitsSequence`, a sample dict (DESIGN.md) or a sequence folder -> `DescriberInput`."""
+    """A `SitsSequence`, a sample dict (docs/data.md) or a sequence folder -> `DescriberInput`."""
     if isinstance(item, DescriberInput):
         return item
     if isinstance(item, (str, os.PathLike)):

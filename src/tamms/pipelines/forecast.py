@@ -307,7 +307,7 @@ class ForecastPipeline:
 
     # --- inputs ---------------------------------------------------------------------------------
     def _history(self, seq: SitsSequence) -> tuple[np.ndarray, np.ndarray]:
-        if isinstance(seq, dict):  # a DESIGN.md sample dict
+        if isinstance(seq, dict):  # a sample dict (docs/data.md)
             frames = seq["image"].numpy() if isinstance(seq["image"], torch.Tensor) else np.asarray(seq["image"])
             days = np.asarray(seq["time"], dtype=np.float64)
             frames = frames[:, :3] if frames.shape[1] >= 3 else np.repeat(frames[:, :1], 3, axis=1)

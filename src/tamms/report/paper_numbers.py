@@ -2,8 +2,8 @@
 
 They were measured on the papers' own data (fMoW sequences + a 150-sequence Google Earth test set for
 TAMMs; Sentinel-2 for Sat-JEPA-Diff) with GPU-sized models: they are NOT comparable one-to-one with
-our synthetic-world numbers. Sources: ../shared/papers/tamms-paper.txt tables 1 and 2;
-../shared/papers/sat-jepa-diff-caption-guided-model-card.txt "Key Results".
+our synthetic-world numbers. Sources: the TAMMs paper, tables 1 and 2; the Sat-JEPA-Diff caption-guided
+model card, "Key Results".
 """
 
 from __future__ import annotations
