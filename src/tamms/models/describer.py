@@ -64,6 +64,12 @@ class DescriberConfig:
     use_ctp: bool = True
     pte_frequencies: int = 6
     max_frames: int = 10  # more frames: evenly spaced ones are kept, first and last always
+    # difference tokens: each frame's visual tokens also carry MLP(features_t - features_first), cell by cell,
+    # so "what changed where" is in the input itself (zero for repeated frames) instead of left to the LM
+    delta_tokens: bool = False
+    # with no scene from the user: generate one first (True, the old recipe) or write "Scene: unknown" (False,
+    # what a model trained without ground-truth scenes in its prompts expects)
+    generate_scene: bool = True
     max_target_tokens: int = 64
     max_new_tokens: int = 48
     temp_dim: int = 128  # L_temp projection size
@@ -130,6 +136,12 @@ class Describer(PretrainedModel):
         self.tokens_per_frame = config.vision.grid ** 2
         self.projector = nn.Sequential(nn.Linear(self.vision.out_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden))
         self.visual_pos = nn.Parameter(torch.zeros(self.tokens_per_frame, hidden))
+        self.delta_projector = None
+        if config.delta_tokens:
+            self.delta_projector = nn.Sequential(nn.Linear(self.vision.out_dim, hidden), nn.GELU(),
+                                                 nn.Linear(hidden, hidden))
+            nn.init.zeros_(self.delta_projector[2].weight)  # starts as a no-op: a continued model keeps its outputs
+            nn.init.zeros_(self.delta_projector[2].bias)
         self.pte = PhysicalTimeEncoder(PTEConfig(hidden_size=hidden, num_frequencies=config.pte_frequencies))
         self.temp_head_m = nn.Linear(hidden, config.temp_dim)
         self.temp_head_c = nn.Linear(hidden, config.temp_dim)
@@ -178,6 +190,10 @@ class Describer(PretrainedModel):
         stacked = torch.cat(list(frames), dim=0)  # [sum T, 3, S, S]
         feats = self.vision(stacked)  # [sum T, N, Cv]
         tokens = self.projector(feats) + self.visual_pos  # [sum T, N, D]
+        if self.delta_projector is not None:
+            per_sequence = feats.split([f.shape[0] for f in frames])  # [T_i, N, Cv] each
+            delta = torch.cat([f - f[:1] for f in per_sequence])  # [sum T, N, Cv], zero on each first frame
+            tokens = tokens + self.delta_projector(delta)
         return tokens.reshape(-1, tokens.shape[-1])  # [sum T * N, D]
 
     def build_inputs(self, frames: Sequence[torch.Tensor], days: Sequence[torch.Tensor], prompts: Sequence[str],
@@ -309,7 +325,7 @@ class Describer(PretrainedModel):
                  num_beams: int = 1) -> dict[str, Any]:
         """Scene (generated where missing) -> description -> M_t and text embeddings."""
         scenes = list(scenes)
-        if self.config.use_ctp:
+        if self.config.use_ctp and self.config.generate_scene:
             todo = [i for i, s in enumerate(scenes) if not s]
             if todo:
                 gen = self.generate([frames[i] for i in todo], [days[i] for i in todo], [SCENE_PROMPT] * len(todo),

@@ -24,11 +24,14 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from tamms.config import DataConfig, from_dict
 from tamms.data.bands import rgb_indices
 from tamms.data.datamodule import SitsDataModule
+from tamms.data.sequence import from_days
+from tamms.data.synthetic_text import NO_CHANGE_CAPTIONS, change_captions
 from tamms.errors import ConfigError, InputError
 from tamms.models.describer import SCENE_PROMPT, Describer, DescriberConfig, change_prompt
 from tamms.pipelines.describe import DescriberInput, prepare_input
@@ -50,13 +53,19 @@ class DescribeOptions:
     scene_prob: float = 0.2  # probability of the scene task for an item
     frame_drop: float = 0.5  # probability of dropping middle frames of an item (each with probability 0.5)
     scene_source: str = "truth"  # CTP scene text: "truth" (oracle: the data's scene) or "none" ("unknown")
+    user_scene_prob: float = 0.0  # with scene_source none: the fraction of prompts given the scene, as a user's --scene
+    # pairs that can only be answered by looking (synthetic world: captions rewritten from its land-cover maps)
+    static_prob: float = 0.0  # one frame repeated (slightly jittered) -> a no-change caption
+    reverse_prob: float = 0.0  # frames in reverse order (dates kept) -> captions of the reversed change
+    window_prob: float = 0.0  # a random sub-window (any first/last frame) -> captions of its own change
+    jitter: float = 0.02  # brightness/noise amplitude of repeated frames
     vision_lr_scale: float = 1.0  # learning-rate factor of the visual path (the LM's gradient alone moves it slowly)
     tokenizer_vocab: int = 2048  # BPE vocabulary trained on the training captions (new models only)
 
     def __post_init__(self) -> None:
         if self.scene_source not in ("truth", "none"):
             raise ConfigError(f"options.scene_source {self.scene_source!r} is not 'truth' or 'none'")
-        for name in ("scene_prob", "frame_drop"):
+        for name in ("scene_prob", "frame_drop", "user_scene_prob", "static_prob", "reverse_prob", "window_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"options.{name} must be a probability in [0, 1], got {getattr(self, name)}")
 
@@ -70,6 +79,14 @@ class DescribeExample:
     prompt: str
     target: str
     kind: str  # "change" | "scene"
+    pair: str = "sequence"  # "sequence" | "static" | "reversed" | "window": how the frames were drawn
+
+
+# categories whose caption templates describe the reversed change correctly (lake shrinks <-> grows, crops
+# change either way, trees cut <-> grow back); the others (houses demolished, ...) have no reverse wording
+REVERSIBLE = ("water_level", "crop_rotation", "deforestation", "no_change")
+# parameters the continued model may take from the config: they add parts or change inference only
+EXTENDABLE_KEYS = ("delta_tokens", "generate_scene", "max_new_tokens")
 
 
 def describer_config(model: dict[str, Any]) -> DescriberConfig:
@@ -129,7 +146,18 @@ class DescribeTask(TammsTask):
             # a continued model keeps its own config and tokenizer
             self.model = Describer.from_pretrained(self.init_from).train()
             given = describer_config(self.config.model).to_dict() if self.config.model else {}
-            differ = sorted(k for k in self.config.model if given.get(k) != self.model.config.to_dict().get(k))
+            extend = {k: given[k] for k in EXTENDABLE_KEYS if k in self.config.model
+                      and given[k] != self.model.config.to_dict()[k]}
+            if extend:  # e.g. difference tokens added to a trained describer: new parts start as a no-op
+                cfg = DescriberConfig.from_dict({**self.model.config.to_dict(), **extend})
+                grown = Describer(cfg, self.model.tokenizer)
+                missing, unexpected = grown.load_state_dict(self.model.state_dict(), strict=False)
+                if unexpected or any(not k.startswith("delta_projector.") for k in missing):
+                    raise ConfigError(f"cannot extend {self.init_from} with {sorted(extend)}: missing {missing}, "
+                                      f"unexpected {unexpected}")
+                self.model = grown.train()
+            differ = sorted(k for k in self.config.model if k not in EXTENDABLE_KEYS
+                            and given.get(k) != self.model.config.to_dict().get(k))
             if differ:
                 warnings.warn(f"model keys {differ} ignored: the model continued from {self.init_from} keeps its "
                               "own config", stacklevel=2)
@@ -158,9 +186,10 @@ class DescribeTask(TammsTask):
         return texts
 
     # -- what the describer learns from ------------------------------------------------------------------
-    def sequences_of(self, batch: dict[str, Any]) -> list[DescriberInput]:
+    def sequences_of(self, batch: dict[str, Any]) -> list[tuple[DescriberInput, dict[str, Any]]]:
         """The batch's windows as describer inputs: RGB by band name, at most `max_frames` frames, resized to
-        the vision tower's size (the pipeline's `prepare_input`, as at inference)."""
+        the vision tower's size (the pipeline's `prepare_input`, as at inference), each with its training-only
+        extras (land cover `[T, h, w]` and category of the synthetic world, when present)."""
         cfg = self.model.config
         inputs = []
         for i in range(batch["image"].shape[0]):
@@ -168,7 +197,14 @@ class DescribeTask(TammsTask):
             names = (batch.get("band_names") or [None] * (i + 1))[i]
             item = {"image": batch["image"][i].cpu()[real], "time": batch["time"][i].cpu()[real],
                     "rgb_bands": rgb_indices(names), "scene": batch["scene"][i], "captions": batch["captions"][i]}
-            inputs.append(prepare_input(item, cfg.vision.image_size, cfg.max_frames))
+            x = prepare_input(item, cfg.vision.image_size, cfg.max_frames)
+            extras: dict[str, Any] = {}
+            meta = batch.get("meta")
+            if meta is not None:
+                extras["category"] = (meta[i] if isinstance(meta, list) else {}).get("category")
+            if "landcover" in batch and batch["image"].shape[1] <= cfg.max_frames:  # frames kept 1:1
+                extras["landcover"] = batch["landcover"][i].cpu()[real].numpy()  # [T, h, w]
+            inputs.append((x, extras))
         return inputs
 
     def drop_middle_frames(self, num_frames: int) -> list[int]:
@@ -178,20 +214,80 @@ class DescribeTask(TammsTask):
             keep = [0, *[i for i in keep[1:-1] if self.rng.random() < 0.5], num_frames - 1]
         return keep
 
+    def rewritten_captions(self, first: np.ndarray, last: np.ndarray, category: str | None) -> list[str]:
+        """Captions of the change between two land-cover maps, in the synthetic world's own templates."""
+        rng = np.random.default_rng(self.rng.randrange(2 ** 32))
+        return change_captions(first, last, category or "no_change", [], rng)
+
+    def looking_pair(self, x: DescriberInput, extras: dict[str, Any]) -> DescribeExample | None:
+        """With the options' probabilities, a pair only the images can answer: one frame repeated -> "no change",
+        frames reversed -> the reversed change, a sub-window -> its own change (None: the ordinary item)."""
+        opts, n = self.options, len(x.dates)
+        lc, category = extras.get("landcover"), extras.get("category")
+        draw = self.rng.random()
+        if draw < opts.static_prob:
+            count = self.rng.randint(2, n)
+            keep = sorted(self.rng.sample(range(n), count))
+            base = x.frames[self.rng.randrange(n)]
+            frames = []
+            for _ in keep:  # nearly identical frames: brightness and pixel noise only
+                gain = 1 + opts.jitter * (2 * self.rng.random() - 1)
+                noise = opts.jitter * 0.5 * torch.randn(base.shape, generator=self._torch_generator())
+                frames.append((base * gain + noise).clamp(0, 1))
+            target = self.rng.choice(NO_CHANGE_CAPTIONS)
+            return DescribeExample(torch.stack(frames), x.days[keep], "", target, "change", "static")
+        draw -= opts.static_prob
+        if lc is None or len(lc) != n:
+            return None
+        if draw < opts.reverse_prob:
+            if category not in REVERSIBLE:
+                return None
+            keep = self.drop_middle_frames(n)
+            captions = self.rewritten_captions(lc[keep[-1]], lc[keep[0]], category)
+            frames = x.frames[keep].flip(0)  # latest image first, under the same increasing dates
+            return DescribeExample(frames, x.days[keep], "", self.rng.choice(captions), "change", "reversed")
+        draw -= opts.reverse_prob
+        if draw < opts.window_prob and n > 2:
+            start, end = sorted(self.rng.sample(range(n), 2))
+            keep = [start, *[i for i in range(start + 1, end) if self.rng.random() < 0.5], end]
+            captions = self.rewritten_captions(lc[start], lc[end], category)
+            return DescribeExample(x.frames[keep], x.days[keep], "", self.rng.choice(captions), "change", "window")
+        return None
+
+    def _torch_generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.rng.randrange(2 ** 31))
+
+    def prompt_scene(self, x: DescriberInput) -> str | None:
+        """The scene of a change prompt: the truth (oracle recipe), or "unknown" except for `user_scene_prob`."""
+        if self.options.scene_source == "truth":
+            return x.scene  # an oracle input
+        return x.scene if x.scene and self.rng.random() < self.options.user_scene_prob else None
+
     def make_examples(self, batch: dict[str, Any], train: bool) -> list[DescribeExample]:
-        """Prompts and targets of a batch. Training: random frame drops, the scene task with probability
-        `scene_prob`, a random reference caption; validation: every frame, the first caption."""
+        """Prompts and targets of a batch. Training: the looking pairs (`looking_pair`), random frame drops,
+        the scene task with probability `scene_prob`, a random reference caption; validation: every frame,
+        the first caption, the prompt a user without a scene gives (scene_source none) or the oracle one."""
         use_ctp = self.model.config.use_ctp
         examples = []
-        for x in self.sequences_of(batch):
-            keep = self.drop_middle_frames(len(x.dates)) if train else list(range(len(x.dates)))
-            frames, days = x.frames[keep].to(self.device), x.days[keep]
-            dates = [x.dates[i] for i in keep]
+        for x, extras in self.sequences_of(batch):
             if train and x.scene and use_ctp and self.rng.random() < self.options.scene_prob:
-                examples.append(DescribeExample(frames, days, SCENE_PROMPT, x.scene, "scene"))
+                keep = self.drop_middle_frames(len(x.dates))
+                examples.append(DescribeExample(x.frames[keep].to(self.device), x.days[keep], SCENE_PROMPT, x.scene,
+                                                "scene"))
+                continue
+            pair = self.looking_pair(x, extras) if train else None
+            if pair is not None:
+                dates = [from_days(float(d)).isoformat() for d in pair.days]
+                scene = self.prompt_scene(x) if pair.pair != "static" else None  # a repeated frame: no scene
+                pair.prompt = change_prompt(dates, scene, use_ctp)
+                pair.frames = pair.frames.to(self.device)
+                examples.append(pair)
             elif x.captions:
+                keep = self.drop_middle_frames(len(x.dates)) if train else list(range(len(x.dates)))
+                frames, days = x.frames[keep].to(self.device), x.days[keep]
+                dates = [x.dates[i] for i in keep]
                 target = self.rng.choice(x.captions) if train else x.captions[0]
-                scene = x.scene if self.options.scene_source == "truth" else None  # "truth" is an oracle input
+                scene = self.prompt_scene(x) if train else (x.scene if self.options.scene_source == "truth" else None)
                 examples.append(DescribeExample(frames, days, change_prompt(dates, scene, use_ctp), target, "change"))
             # else: a sequence without captions teaches nothing here (the scene task was not drawn)
         if not examples:
