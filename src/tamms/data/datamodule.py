@@ -101,6 +101,8 @@ class SitsDataModule(L.LightningDataModule):
     `sequences` already in memory, or, with neither, the synthetic world (`n`, `size`, `frames`, `seed`).
     `split_mode="hash"` splits by sequence; `"all"` uses every sequence for every stage (for a
     single real sequence; say so when reporting, since it is not a held-out evaluation).
+    `pair_splits` = {real folder name: {"val": [pair names], "test": [pair names]}} fixes the split of that
+    folder's pairs (every pair it does not name trains), instead of their recorded split or name hash.
     """
 
     def __init__(
@@ -132,6 +134,7 @@ class SitsDataModule(L.LightningDataModule):
         steps_per_epoch: int | None = None,
         include_future: bool = False,
         pair_repeats: int = 1,
+        pair_splits: dict[str, dict[str, Sequence[str]]] | None = None,
     ) -> None:
         super().__init__()
         if task not in ("window", "pair"):
@@ -179,9 +182,18 @@ class SitsDataModule(L.LightningDataModule):
             return
         # one entry point: sequence folders, LEVIR-CD style pairs, OSCD, or a folder of these
         contents = read_dataset(folder, bands=self.hparams.bands)
+        fixed = (self.hparams.pair_splits or {}).get(folder.name)
+        named = {name: split for split, names in (fixed or {}).items() for name in names}
         for pair in contents.pairs:
             pair.meta.setdefault("dataset", folder.name)  # which labels the masks hold (e.g. LEVIR: buildings)
+            if fixed is not None:  # an explicit hold-out list for this folder
+                pair.split = named.get(pair.name, "train")
+                pair.meta["split"] = pair.split
             self.pairs.append(pair)
+        unknown = sorted(set(named) - {p.name for p in contents.pairs})
+        if unknown:
+            raise ConfigError(f"pair_splits names {unknown} that {folder} does not hold: use its pair names "
+                              f"(e.g. {[p.name for p in contents.pairs][:3]})")
         for seq in contents.sequences:
             seq.meta["hold_out_last"] = True
             self.sequences.append(seq)

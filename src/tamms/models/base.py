@@ -199,6 +199,7 @@ MODEL_TYPES: dict[str, str] = {
     "satjepa-diff-caption": "tamms.models.jepa_caption:CaptionGuidedSatJEPA",
     "siamese": "tamms.models.change.siamese:SiameseChangeNet",
     "unichange": "tamms.models.change.unichange:UniChangeModel",
+    "unet-ef": "tamms.models.change.unet_ef:UNetEF",
 }
 
 

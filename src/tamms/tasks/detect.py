@@ -27,7 +27,8 @@ from tamms.errors import ConfigError, InputError
 from tamms.models.change.unichange import ChangeTask, dice_loss, normalise_category, unichange_loss
 from tamms.tasks.base import TammsTask
 
-MODELS = ("siamese", "unichange")
+MODELS = ("siamese", "unichange", "unet_ef")  # unet_ef: the early-fusion ResNet-18 U-Net peer (benchmarks)
+MODEL_TYPES = {"siamese": "siamese", "unichange": "unichange", "unet_ef": "unet-ef"}  # model.name -> model_type
 
 
 @dataclass
@@ -42,12 +43,27 @@ class DetectOptions:
     real_categories: dict[str, str] = field(default_factory=lambda: {"levir": "building"})
     source_classes: list[str] | None = None  # land-cover label order of the data (None: the synthetic world's)
     seed: int = 0  # UniChange task sampling
+    # real pairs held out by name, per folder name: {oscd: {val: [pisa, ...], test: [...]}}; the pairs of a listed
+    # folder that are not named train (folders not listed keep their recorded split or name hash)
+    holdout: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    # what is not change, drawn per date of every training pair (probability per date; 0 = off): brightness,
+    # contrast, per-band gain and mixing (colour, season), gamma, haze, noise; and a 1-2 px shift of one date
+    augment_real: float = 0.0  # pairs without land cover (real folders)
+    augment_synthetic: float = 0.0  # pairs with land cover (the synthetic world)
+    misregister: float = 0.0  # probability that a pair's later date is shifted by 1-2 px
 
     def __post_init__(self) -> None:
         if self.real_repeats < 1:
             raise ConfigError(f"options.real_repeats={self.real_repeats}: give 1 or more")
         if self.pos_weight is not None and self.pos_weight <= 0:
             raise ConfigError(f"options.pos_weight={self.pos_weight}: give a positive weight (or null for 1)")
+        for name in ("augment_real", "augment_synthetic", "misregister"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"options.{name}={getattr(self, name)}: give a probability in [0, 1]")
+        for folder, splits in self.holdout.items():
+            wrong = sorted(set(splits) - {"val", "test"})
+            if wrong:
+                raise ConfigError(f"options.holdout.{folder} has splits {wrong}: list pair names under val and test")
 
 
 def split_model_section(model: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -58,6 +74,54 @@ def split_model_section(model: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         raise ConfigError(f"model.name is {name!r}: set model.name to one of {list(MODELS)} (e.g. --set "
                           "model.name=siamese)")
     return str(name), fields
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Augmenting what is not change (per date): light, colour, season, haze, noise, misregistration
+# ----------------------------------------------------------------------------------------------------------
+
+def _uniform(g: torch.Generator, shape: tuple[int, ...], low: float, high: float) -> torch.Tensor:
+    return low + (high - low) * torch.rand(shape, generator=g)
+
+
+def augment_not_change(pair: torch.Tensor, probability: torch.Tensor, misregister: float,
+                       g: torch.Generator) -> torch.Tensor:
+    """Each date of each pair `[B, 2, C, H, W]` (values in [0, 1]) is, with its sample's `probability` `[B]`,
+    re-lit and re-coloured independently of the other date: brightness offset, contrast, per-band gain and a
+    small band mixing (season, sensor colour), gamma, haze (a veil towards a bright grey) and noise. With
+    probability `misregister` the later date moves by 1-2 px. The change mask stays as it is: none of this is
+    change."""
+    B, T, C, H, W = pair.shape
+    x = pair.reshape(B * T, C, H, W)  # every date on its own
+    on = (torch.rand(B * T, generator=g) < probability.repeat_interleave(T).cpu()).float().view(-1, 1, 1, 1)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    contrast = _uniform(g, (B * T, 1, 1, 1), 0.7, 1.3)
+    brightness = _uniform(g, (B * T, 1, 1, 1), -0.12, 0.12)
+    mixing = torch.eye(C) + _uniform(g, (B * T, C, C), -0.08, 0.08)  # [BT, C, C] near identity
+    gain = _uniform(g, (B * T, C, 1), 0.8, 1.2)
+    gamma = torch.exp(_uniform(g, (B * T, 1, 1, 1), -0.25, 0.25))
+    haze = _uniform(g, (B * T, 1, 1, 1), 0.0, 0.3) * (torch.rand(B * T, 1, 1, 1, generator=g) < 0.3)
+    haze_colour = _uniform(g, (B * T, 1, 1, 1), 0.6, 0.9)
+    noise_sigma = _uniform(g, (B * T, 1, 1, 1), 0.0, 0.02)
+    device = x.device
+    y = (x - mean) * contrast.to(device) + mean + brightness.to(device)
+    y = torch.einsum("ncd,ndp->ncp", (mixing * gain).to(device), y.reshape(B * T, C, H * W)).reshape(B * T, C, H, W)
+    y = y.clamp(0, 1) ** gamma.to(device)
+    y = y * (1 - haze.to(device)) + haze.to(device) * haze_colour.to(device)
+    y = y + noise_sigma.to(device) * torch.randn(y.shape, generator=g).to(device)
+    on = on.to(device)
+    out = (on * y.clamp(0, 1) + (1 - on) * x).reshape(B, T, C, H, W)
+    if misregister > 0:
+        shifted = []
+        for i in range(B):
+            later = out[i, 1]
+            if torch.rand((), generator=g) < misregister:
+                dy, dx = (int(v) for v in torch.randint(-2, 3, (2,), generator=g))
+                padded = F.pad(later[None], (2, 2, 2, 2), mode="replicate")[0]  # [C, H+4, W+4]
+                later = padded[:, 2 + dy: 2 + dy + H, 2 + dx: 2 + dx + W]
+            shifted.append(torch.stack([out[i, 0], later]))
+        out = torch.stack(shifted)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -132,7 +196,7 @@ class ChangeDetectionTask(TammsTask):
         if self.model_name == "unichange":
             network_config.setdefault("class_names", list(self.source_classes))
         try:
-            self.model = build_model(self.model_name, network_config)
+            self.model = build_model(MODEL_TYPES[self.model_name], network_config)
         except TypeError as exc:  # an unknown network key
             raise ConfigError(f"model: {exc}; see the {self.model_name} config fields in docs/detect.md") from None
         if self.init_from:
@@ -148,7 +212,7 @@ class ChangeDetectionTask(TammsTask):
         from tamms.models import load_pretrained
 
         previous = load_pretrained(folder)
-        if previous.model_type != self.model_name:
+        if previous.model_type != MODEL_TYPES[self.model_name]:
             raise ConfigError(f"init_from {folder} holds a {previous.model_type!r} model, not model.name "
                               f"{self.model_name!r}: start from a {self.model_name} folder")
         try:
@@ -166,7 +230,8 @@ class ChangeDetectionTask(TammsTask):
         from tamms.data.datamodule import SitsDataModule
 
         return SitsDataModule.from_config(self.config.data, task="pair", swap_dates=True,
-                                          pair_repeats=self.options.real_repeats)
+                                          pair_repeats=self.options.real_repeats,
+                                          pair_splits=self.options.holdout or None)
 
     # -- what each sample asks for --------------------------------------------------------------------
     def real_category(self, meta: dict[str, Any]) -> str | None:
@@ -187,11 +252,23 @@ class ChangeDetectionTask(TammsTask):
                          "only; remove their folder from data.real")
 
     # -- training -------------------------------------------------------------------------------------
+    def augment(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The batch's pairs with what is not change augmented (options.augment_*, misregister); seeded from the
+        task's checkpointed RNG, so a resumed run draws the same."""
+        pair = batch["image"]
+        o = self.options
+        if not (o.augment_real or o.augment_synthetic or o.misregister):
+            return pair
+        _, known = pair_landcover(batch, tuple(pair.shape[-2:]))
+        probability = torch.tensor([o.augment_synthetic if k else o.augment_real for k in known])
+        g = torch.Generator().manual_seed(self.task_rng.getrandbits(63))
+        return augment_not_change(pair, probability, o.misregister, g)
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        pair = batch["image"]  # [B, 2, C, H, W]
+        pair = self.augment(batch)  # [B, 2, C, H, W]
         before, after = pair[:, 0], pair[:, 1]
         change = self._change_mask(batch)
-        if self.model_name == "siamese":
+        if self.model_name != "unichange":
             logits = self.model(before, after)
             pos_weight = None if self.options.pos_weight is None else logits.new_tensor(self.options.pos_weight)
             bce = F.binary_cross_entropy_with_logits(logits, change.float(), pos_weight=pos_weight)
@@ -230,7 +307,7 @@ class ChangeDetectionTask(TammsTask):
         pair = batch["image"]
         before, after = pair[:, 0], pair[:, 1]
         threshold = self.model.config.threshold
-        if self.model_name == "siamese":
+        if self.model_name != "unichange":
             return torch.sigmoid(self.model(before, after)) > threshold
         _, known = pair_landcover(batch, tuple(pair.shape[-2:]))
         wanted = [None if known[i] else self.real_category(m) for i, m in enumerate(batch["meta"])]
@@ -255,4 +332,4 @@ class ChangeDetectionTask(TammsTask):
         self.history.append({"step": int(self.global_step), "val_f1": round(float(scores["F1"]), 5)})
 
 
-__all__ = ["ChangeDetectionTask", "DetectOptions", "sample_task", "task_targets", "pair_landcover", "MODELS"]
+__all__ = ["ChangeDetectionTask", "DetectOptions", "augment_not_change", "sample_task", "task_targets", "pair_landcover", "MODELS"]

@@ -1,0 +1,259 @@
+"""Change detection on real pairs that no training or selection saw: LEVIR-CD, OSCD, SZTAKI AirChange.
+
+Splits (fixed in `src/tamms/configs/detect_siamese.yaml`, options.holdout, before any score was looked at):
+- val  (model selection only): OSCD pisa, hongkong, nantes; SZTAKI szada_5, tiszadob_2 (LEVIR-CD has none);
+- test (reported, never used for training or selection): LEVIR-CD `test_*` tiles; OSCD beirut, paris, rennes;
+  SZTAKI szada_7, tiszadob_5.
+Every scene is detected whole (networks by overlapping 256 px tiles, `DetectPipeline`), and F1 / IoU / kappa are
+pooled over every pixel of a dataset's split (tamms.evaluation). Rows:
+- `cva`: change vector analysis + Otsu threshold (no training);
+- `siamese`: the shipped default detector; `--candidate NAME=FOLDER` adds trained folders (e.g. the stages of a
+  run); `--select` names the candidate (or shipped) with the best mean val F1 over OSCD and SZTAKI;
+- `unichange`: the shipped UniChange, asked for "building" change on LEVIR-CD and every change elsewhere;
+- `unet-ef` (`--peer FOLDER`): the same-data peer, an early-fusion ResNet-18 U-Net trained with the same config,
+  data and wall-clock budget (`--set 'model={name: unet_ef}'`);
+- control `... (after = before)`: the selected network given the before image twice; F1 must fall to ~0 (its
+  second input matters).
+Synthetic test F1 of every network row: the same 160 held-out synthetic pairs as benchmarks/detect_quality.py.
+Speed: one 1180x1070 pair (OSCD beirut) detected in a fresh process with 2 threads: wall time and peak memory.
+
+    OMP_NUM_THREADS=1 python benchmarks/detect_real.py [--data DIR] [--candidate NAME=FOLDER ...] [--peer FOLDER]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+CONFIG = ROOT / "src" / "tamms" / "configs" / "detect_siamese.yaml"
+DATASETS = ("levir_cd", "oscd", "sztaki")
+REQUESTS = {"levir_cd": ["building"]}  # UniChange: what each dataset's masks label (None: every change)
+DAUDT_2018 = "not found: the search tool found the paper's text but not its result tables; no published numbers shown"
+
+
+def holdout_splits(data: Path) -> dict[str, dict[str, list]]:
+    """{dataset: {"val": [pairs], "test": [pairs]}} by the config's options.holdout (LEVIR-CD: recorded split)."""
+    from tamms.config import read_mapping
+    from tamms.data.datasets import pair_split
+    from tamms.data.readers import read_dataset
+
+    holdout = read_mapping(CONFIG)["options"]["holdout"]
+    out: dict[str, dict[str, list]] = {}
+    for name in DATASETS:
+        folder = data / name
+        if not folder.is_dir():
+            continue
+        pairs = read_dataset(folder).pairs
+        named = {p: s for s, ps in holdout.get(name, {}).items() for p in ps}
+        split_of = (lambda p: named.get(p.name, "train")) if name in holdout else pair_split
+        out[name] = {s: [p for p in pairs if split_of(p) == s] for s in ("val", "test")}
+    return out
+
+
+class RecordingDetector:
+    """A detector whose every call's UniChange answer check (`last_response_ok`) is kept in `ok`."""
+
+    def __init__(self, detector):
+        self.detector, self.ok = detector, []
+
+    def __getattr__(self, name):
+        return getattr(self.detector, name)
+
+    def detect(self, *args, **kwargs):
+        result = self.detector.detect(*args, **kwargs)
+        self.ok += list(getattr(self.detector, "last_response_ok", []) or [])
+        return result
+
+
+def detect_scene(pipe, pair, categories=None, control: bool = False) -> np.ndarray:
+    """Binary mask `[H, W]` of one whole scene (tiled by the pipeline)."""
+    before = torch.from_numpy(pair.before[list(pair.rgb_bands or (0, 1, 2))])
+    after = before if control else torch.from_numpy(pair.after[list(pair.rgb_bands or (0, 1, 2))])
+    kwargs = {"categories": categories} if categories else {}
+    return pipe(before, after, **kwargs).mask[0].numpy()
+
+
+def pooled(masks: list[np.ndarray], pairs: list) -> dict[str, float]:
+    from tamms.evaluation import ChangeEvaluation
+
+    evaluation = ChangeEvaluation()
+    for mask, pair in zip(masks, pairs):
+        evaluation.add(pair.name, mask[None], pair.mask.astype(np.uint8)[None])
+    scores = evaluation.result().scores
+    return {k: round(float(scores[k]), 4) for k in ("F1", "IoU", "kappa", "precision", "recall")}
+
+
+def synthetic_f1(detector, n_sequences: int = 40) -> float:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from detect_quality import binary_scores, run_detector, synthetic_test_pairs
+
+    pairs = synthetic_test_pairs(n_sequences)
+    pred = run_detector(detector, pairs)["mask"]
+    return round(float(binary_scores(pred, np.stack([p["change"] for p in pairs]))["F1"]), 4)
+
+
+SPEED_CHILD = r"""
+import os, resource, sys, time, json
+import numpy as np, torch
+torch.set_num_threads(2)
+from tamms.pipelines.detect import DetectPipeline
+from tamms.data.readers import read_dataset
+pair = [p for p in read_dataset(sys.argv[2]).pairs if p.name == "beirut"][0]
+pipe = DetectPipeline.from_pretrained(sys.argv[1])
+a, b = torch.from_numpy(pair.before), torch.from_numpy(pair.after)
+start = time.perf_counter()
+mask = pipe(a, b).mask
+seconds = time.perf_counter() - start
+print(json.dumps({"seconds": round(seconds, 2), "load_average_1min": round(os.getloadavg()[0], 2), "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                  "shape": list(a.shape[-2:])}))
+"""
+
+
+def speed(detector: str, data: Path) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    out = subprocess.run([sys.executable, "-c", SPEED_CHILD, detector, str(data / "oscd")], capture_output=True,
+                         text=True, env=env, cwd=ROOT)
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=SHARED, help="folder holding levir_cd/, oscd/, sztaki/ "
+                        "(default ../shared/data beside the checkout)")
+    parser.add_argument("--candidate", action="append", default=[], help="NAME=FOLDER of a trained siamese")
+    parser.add_argument("--peer", type=Path, default=None, help="the trained unet-ef folder (same-data peer)")
+    parser.add_argument("--no-unichange", action="store_true", help="skip UniChange (slow: its LM runs per tile)")
+    parser.add_argument("--no-speed", action="store_true")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+
+    from tamms.pipelines.detect import DetectPipeline
+
+    if not (args.data / "oscd").is_dir():
+        print(f"no real data in {args.data}: give --data DIR holding levir_cd/, oscd/, sztaki/", file=sys.stderr)
+        return 2
+    splits = holdout_splits(args.data)
+    detectors: dict[str, str] = {"cva": "cva", "siamese (shipped)": "siamese"}
+    for item in args.candidate:
+        name, _, folder = item.partition("=")
+        detectors[f"siamese:{name}"] = folder
+    if args.peer is not None:
+        detectors["unet-ef (same-data peer)"] = str(args.peer)
+    if not args.no_unichange:
+        detectors["unichange"] = "unichange"
+
+    rows: dict[str, dict] = {}
+    for label, source in detectors.items():
+        t0 = time.perf_counter()
+        row: dict = {"source": source}
+        for dataset, by_split in splits.items():
+            for split, pairs in by_split.items():
+                if not pairs:
+                    continue
+                categories = REQUESTS.get(dataset) if source == "unichange" else None
+                pipe = DetectPipeline.from_pretrained(source)
+                pipe.detector = RecordingDetector(pipe.detector)
+                masks = [detect_scene(pipe, p, categories) for p in pairs]
+                row[f"{dataset}/{split}"] = pooled(masks, pairs)
+                if source == "unichange":
+                    row.setdefault("answer_ok", {})[f"{dataset}/{split}"] = round(float(np.mean(pipe.detector.ok)), 4) \
+                        if pipe.detector.ok else None
+        if source not in ("cva", "unichange"):
+            row["synthetic_test_F1"] = synthetic_f1(DetectPipeline.from_pretrained(source).detector)
+        row["seconds"] = round(time.perf_counter() - t0, 1)
+        rows[label] = row
+        print(label, {k: v["F1"] for k, v in row.items() if isinstance(v, dict) and "F1" in v}, flush=True)
+
+    # model selection on the validation pairs only (OSCD and SZTAKI; LEVIR-CD has no val pair)
+    siamese_rows = [k for k in rows if k.startswith("siamese")]
+    val_f1 = {k: round(float(np.mean([rows[k][f"{d}/val"]["F1"] for d in ("oscd", "sztaki")
+                                      if f"{d}/val" in rows[k]])), 4) for k in siamese_rows}
+    selected = max(val_f1, key=val_f1.get)
+
+    # control: the selected network with the before image given twice (no second date)
+    control_label = f"{selected} (after = before)"
+    pipe = DetectPipeline.from_pretrained(rows[selected]["source"])
+    control = {}
+    for dataset, by_split in splits.items():
+        pairs = by_split["test"]
+        control[f"{dataset}/test"] = pooled([detect_scene(pipe, p, control=True) for p in pairs], pairs)
+    rows[control_label] = control
+
+    timing = {} if args.no_speed else {label: speed(rows[label]["source"], args.data)
+                                       for label in ["cva", selected] + [k for k in rows if k.startswith("unet-ef")]}
+    result = {"splits": {d: {s: [p.name for p in ps] for s, ps in v.items()} for d, v in splits.items()},
+              "rows": rows, "val_mean_F1": val_f1, "selected": selected, "speed_1180x1070": timing,
+              "daudt_2018": DAUDT_2018,
+              "command": "OMP_NUM_THREADS=1 python benchmarks/detect_real.py " + " ".join(argv or sys.argv[1:]),
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "machine": f"{platform.machine()}, {os.cpu_count()} cores shared, torch {torch.__version__}"}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "detect_real.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.out / "detect_real.md").write_text(render(result))
+    print(render(result))
+    return 0
+
+
+def render(result: dict) -> str:
+    lines = ["# Change detection on held-out real pairs (`benchmarks/detect_real.py`)", "",
+             f"Command: `{result['command']}`  ", f"Date: {result['date']}; {result['machine']}.", "",
+             "Pooled over every pixel of a dataset's split (whole scenes, 256 px overlapping tiles); fractions. "
+             "Splits fixed in `src/tamms/configs/detect_siamese.yaml` (options.holdout) before any score was seen:",
+             ""]
+    for dataset, by_split in result["splits"].items():
+        lines.append(f"- {dataset}: val {', '.join(by_split['val']) or '(none)'}; test {', '.join(by_split['test'])}")
+    datasets = list(result["splits"])
+    lines += ["", "## Test pairs (never used for training or selection)", "",
+              "| detector | " + " | ".join(f"{d} F1 | {d} IoU | {d} kappa" for d in datasets) + " | synthetic test F1 |",
+              "|---|" + "---|" * (3 * len(datasets) + 1)]
+    for label, row in result["rows"].items():
+        cells = []
+        for d in datasets:
+            s = row.get(f"{d}/test")
+            cells += [f"{s['F1']:.4f}", f"{s['IoU']:.4f}", f"{s['kappa']:.4f}"] if s else ["-"] * 3
+        syn = row.get("synthetic_test_F1")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {'-' if syn is None else f'{syn:.4f}'} |")
+    lines += ["", "## Validation pairs (model selection)", "", "| detector | oscd val F1 | sztaki val F1 | mean |",
+              "|---|---|---|---|"]
+    for label, row in result["rows"].items():
+        if "oscd/val" not in row:
+            continue
+        mean = result["val_mean_F1"].get(label)
+        lines.append(f"| {label} | {row['oscd/val']['F1']:.4f} | {row['sztaki/val']['F1']:.4f} | "
+                     f"{'-' if mean is None else f'{mean:.4f}'} |")
+    lines += ["", f"Selected on validation: **{result['selected']}**.", ""]
+    if result["speed_1180x1070"]:
+        lines += ["## Speed: one 1180x1070 pair (OSCD beirut), fresh process, 2 threads", "",
+                  "| detector | seconds | peak memory (MB) | machine load (1 min) |", "|---|---|---|---|"]
+        for label, t in result["speed_1180x1070"].items():
+            lines.append(f"| {label} | {t.get('seconds', t.get('error'))} | {t.get('peak_mb', '-')} | "
+                         f"{t.get('load_average_1min', '-')} |")
+        lines.append("")
+    uni = result["rows"].get("unichange", {}).get("answer_ok")
+    if uni:
+        lines += [f"UniChange: share of its language model's answers (one per tile) that carry the special tokens "
+                  f"the request needs (else the template answer is fed): {uni}. Requests: LEVIR-CD \"building\", "
+                  "OSCD and SZTAKI every change.", ""]
+    lines += [f"Daudt et al. 2018 (FC-EF, FC-Siam-conc, FC-Siam-diff on OSCD RGB and AirChange): {result['daudt_2018']}.",
+              ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
