@@ -275,6 +275,36 @@ def forecast_model_from_pretrained(name_or_folder: str | Path, name: str | None 
     raise InputError(f"{folder} holds a {net.model_type} model, which does not forecast: give a forecaster's folder")
 
 
+MIN_STEP_DAYS = 30.0  # a rollout step never covers less than a month
+
+
+def rollout_days(last_day: float, target_days: Sequence[float], limit: float | None) -> tuple[list[float], list[bool]]:
+    """The dates forecast one after another, and which of them were asked for: each asked date is preceded by
+    evenly spaced intermediate dates when it lies more than `limit` days after the date before it."""
+    days: list[float] = []
+    requested: list[bool] = []
+    previous = float(last_day)
+    for target in map(float, target_days):
+        steps = 1 if limit is None else max(1, int(np.ceil((target - previous) / limit - 1e-9)))
+        for i in range(1, steps + 1):
+            days.append(float(np.round(previous + (target - previous) * i / steps)))
+            requested.append(i == steps)
+        previous = target
+    return days, requested
+
+
+def concat_outputs(outputs: Sequence[ForecastOutput]) -> ForecastOutput:
+    """One output for a batch forecast piece by piece (each piece one sequence)."""
+    def cat(name: str):
+        values = [getattr(o, name) for o in outputs]
+        return None if any(v is None for v in values) else torch.cat(values)
+
+    texts = None if any(o.texts is None for o in outputs) else [t for o in outputs for t in o.texts]
+    steps = len(outputs[0].trajectory)
+    trajectory = [concat_outputs([o.trajectory[i] for o in outputs]) for i in range(steps)]
+    return ForecastOutput(cat("images"), cat("mean"), cat("spread"), cat("target_days"), texts, trajectory)
+
+
 # ------------------------------------------------------------------------------------------------
 # the pipeline
 # ------------------------------------------------------------------------------------------------
@@ -283,11 +313,29 @@ def forecast_model_from_pretrained(name_or_folder: str | Path, name: str | None 
 class ForecastPipeline:
     """A forecast model (by name or folder), optionally with the describer that gives it M_t."""
 
-    def __init__(self, model, describer: Any = None, tile_overlap: int = 16, tile_batch: int = 8):
+    def __init__(self, model, describer: Any = None, tile_overlap: int = 16, tile_batch: int = 8,
+                 max_step_days: float | str | None = "auto"):
+        """max_step_days: the longest gap one forecast step covers; a date further ahead is reached by a rollout
+        through evenly spaced intermediate dates. "auto": the longest gap between the history frames (at least
+        `MIN_STEP_DAYS`), so a horizon of several observed intervals continues the change several times; None:
+        one step whatever the horizon."""
+        if not (max_step_days is None or max_step_days == "auto" or float(max_step_days) > 0):
+            raise InputError(f"max_step_days must be 'auto', None or a positive number of days, got {max_step_days!r}")
         self.model = model
         self.describer = describer
         self.tile_overlap = tile_overlap
         self.tile_batch = tile_batch
+        self.max_step_days = max_step_days
+
+    def step_limit(self, days: np.ndarray) -> float | None:
+        """The longest gap (days) one forecast step may cover for a history with these dates."""
+        if self.max_step_days is None:
+            return None
+        if self.max_step_days == "auto":
+            gaps = np.diff(np.asarray(days, dtype=np.float64))
+            gaps = gaps[gaps > 0]
+            return float(max(MIN_STEP_DAYS, gaps.max())) if gaps.size else None
+        return float(self.max_step_days)
 
     @classmethod
     def from_pretrained(cls, name_or_folder: str | Path = "tamms", model: str | None = None,
@@ -378,7 +426,14 @@ class ForecastPipeline:
             if to_days([row[0]])[0] <= float(d[-1]):
                 raise DateError(f"forecast date {row[0]} is not after the last frame ({from_days(float(d[-1]))}): "
                                 "ask for a later date")
-        target_table = torch.tensor(np.stack([to_days(row) for row in targets]))  # [B, N] days
+        # long horizons: intermediate dates, so each step covers at most an observed interval
+        plans = [rollout_days(float(d[-1]), list(to_days(row)), self.step_limit(d)) for (_, d), row in zip(hist, targets)]
+        if len({tuple(flags) for _, flags in plans}) > 1:  # different rollouts: one sequence at a time
+            outs = [self(seq, [from_days(x) for x in to_days(row)], num_samples, num_inference_steps, seed, generator)
+                    for seq, row in zip(seqs, targets)]
+            return concat_outputs(outs)
+        requested = plans[0][1]
+        target_table = torch.tensor(np.stack([np.asarray(days) for days, _ in plans]))  # [B, N] days
         if generator is None:
             generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
         history = torch.from_numpy(np.stack([h for h, _ in hist]))  # [B, T, C, H, W]
@@ -402,7 +457,9 @@ class ForecastPipeline:
                 target_days = target_days.repeat_interleave(k)
             images = samples.reshape(b, k, *samples.shape[2:])  # [B, K, C, H, W]
             spread = images.std(dim=1, unbiased=False) if k > 1 else None
-            trajectory.append(ForecastOutput(images, images.mean(dim=1), spread, target_table[:, step].clone(), texts))
+            if requested[step]:  # intermediate dates of a long rollout are not returned
+                trajectory.append(ForecastOutput(images, images.mean(dim=1), spread, target_table[:, step].clone(),
+                                                 texts))
             newest = samples.reshape(history.shape[0], *samples.shape[2:])  # [B*K, C, H, W]
             history = torch.cat([history[:, 1:], newest[:, None]], dim=1)
             days = torch.cat([days[:, 1:], target_days[:, None]], dim=1)
