@@ -245,5 +245,35 @@ def test_shipped_weights_describe_a_synthetic_sequence():
     out = pipe([seq])
     assert out.texts[0].strip() and out.semantic.shape == (1, pipe.model.hidden_size)
     assert out.dates[0][0] == seq.dates[0].isoformat() and out.dates[0][-1] == seq.dates[-1].isoformat()
-    generated = pipe([seq], use_data_scene=False)  # scene written by the model first (CTP)
-    assert generated.scenes[0].strip() and generated.texts[0].strip()
+    generated = pipe([seq], use_data_scene=False)  # frames and dates only, as a user gives them
+    assert generated.texts[0].strip()
+    if pipe.model.config.generate_scene:  # the v1 recipe writes its scene first (CTP)
+        assert generated.scenes[0].strip()
+
+
+def test_difference_tokens_are_zero_for_repeated_frames_and_follow_change(tokenizer):
+    torch.manual_seed(0)
+    model = Describer(tiny_config(delta_tokens=True), tokenizer).eval()
+    torch.nn.init.normal_(model.delta_projector[2].weight, std=0.5)  # as after training: not a no-op
+    frame = torch.rand(1, 3, 32, 32)
+    still = torch.cat([frame, frame, frame])  # [3, 3, 32, 32]
+    moved = torch.cat([frame, frame, torch.rand(1, 3, 32, 32)])
+    plain = Describer(tiny_config(), tokenizer).eval()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("delta_")})
+    tokens_still = model.visual_tokens([still])  # [3 * N, D]
+    n = model.tokens_per_frame
+    delta_zero = model.delta_projector(torch.zeros(1, model.vision.out_dim))  # a repeated frame's delta: 0
+    assert torch.allclose(tokens_still, plain.visual_tokens([still]) + delta_zero, atol=1e-5)
+    tokens_moved = model.visual_tokens([moved])
+    assert torch.allclose(tokens_moved[: 2 * n], tokens_still[: 2 * n], atol=1e-5)
+    assert not torch.allclose(tokens_moved[2 * n:] - plain.visual_tokens([moved])[2 * n:], delta_zero.expand(n, -1))
+
+
+def test_without_generate_scene_no_scene_is_written(tokenizer):
+    pipe = DescribePipeline(Describer(tiny_config(generate_scene=False), tokenizer))
+    out = pipe(make_inputs((2, 3)), use_data_scene=False)
+    assert out.scenes == [None, None] and all("Scene: unknown." in p for p in [
+        __import__("tamms.models.describer", fromlist=["change_prompt"]).change_prompt(d, None, True)
+        for d in out.dates])
+    given = pipe(make_inputs((2,)), scene="a farm by a lake")
+    assert given.scenes == ["a farm by a lake"]

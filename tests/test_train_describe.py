@@ -192,3 +192,57 @@ def test_two_process_ddp_through_the_backbone_keeps_ranks_equal(tmp_path):
     saved = Describer.from_pretrained(folder).state_dict()
     for k in rank0:
         assert torch.allclose(saved[k], rank0[k], atol=1e-6), k
+
+
+def test_looking_pairs_repeated_reversed_and_windows():
+    """static_prob 1: one frame repeated (nearly identical frames) -> a no-change caption, no scene in the prompt;
+    window_prob 1: captions rewritten from the land cover of the window's own first and last frames."""
+    from tamms.data.synthetic_text import NO_CHANGE_CAPTIONS
+
+    task = DescribeTask(tiny_config("options.scene_source=none", "options.scene_prob=0", "options.static_prob=1"))
+    batch = first_batch(task)
+    examples = task.make_examples(batch, train=True)
+    for e in examples:
+        assert e.pair == "static" and e.target in NO_CHANGE_CAPTIONS and "Scene: unknown." in e.prompt
+        assert (e.frames - e.frames[:1]).abs().max() < 0.1  # one frame, jittered
+    window = DescribeTask(tiny_config("options.scene_source=none", "options.scene_prob=0", "options.window_prob=1"))
+    for e in window.make_examples(batch, train=True):
+        assert e.pair == "window" and e.target and 2 <= e.frames.shape[0] <= 4
+        assert sorted(e.days.tolist()) == e.days.tolist()
+    rev = DescribeTask(tiny_config("options.scene_source=none", "options.scene_prob=0", "options.reverse_prob=1"))
+    pairs = rev.make_examples(batch, train=True)
+    cats = [m["category"] for m in batch["meta"]]
+    from tamms.tasks.describe import REVERSIBLE
+
+    assert any(c in REVERSIBLE for c in cats)
+    for e, cat, (x, _) in zip(pairs, cats, rev.sequences_of(batch)):
+        assert e.pair == ("reversed" if cat in REVERSIBLE else "sequence")
+        if e.pair == "reversed":  # the latest image first, under increasing dates
+            assert torch.allclose(e.frames[0], x.frames[-1], atol=1e-5)
+            assert e.days[0] < e.days[-1]
+
+
+def test_user_scene_fraction_in_prompts():
+    task = DescribeTask(tiny_config("options.scene_source=none", "options.scene_prob=0", "options.user_scene_prob=1"))
+    batch = first_batch(task)
+    for e, scene in zip(task.make_examples(batch, train=True), batch["scene"]):
+        assert f"Scene: {scene.rstrip('.')}" in e.prompt
+    val = task.make_examples(batch, train=False)  # validation asks what a user without a scene asks
+    assert all("Scene: unknown." in e.prompt for e in val)
+
+
+def test_continued_model_gains_difference_tokens_as_a_no_op(tmp_path):
+    """init_from + model.delta_tokens: the trained weights are kept and the new part starts at zero, so the
+    continued model gives the outputs it gave before training goes on."""
+    base = DescribeTask(tiny_config())
+    base.configure_models()
+    base.model.save_pretrained(tmp_path / "base")
+    grown = DescribeTask(tiny_config("model.delta_tokens=true", "model.generate_scene=false"),
+                         init_from=tmp_path / "base")
+    grown.configure_models()
+    assert grown.model.delta_projector is not None and not grown.model.config.generate_scene
+    frames, days = [torch.rand(3, 3, 32, 32)], [torch.tensor([0.0, 100.0, 400.0], dtype=torch.float64)]
+    old = Describer.from_pretrained(tmp_path / "base").eval()
+    a = old(frames, days, ["p"], ["a road appears"])["semantic"]
+    b = grown.model.eval()(frames, days, ["p"], ["a road appears"])["semantic"]
+    assert torch.allclose(a, b, atol=1e-6)

@@ -1,6 +1,6 @@
 """`DescribePipeline`: dated frames -> change description, semantic vector M_t and text embeddings.
 
-    pipe = DescribePipeline.from_pretrained()            # shipped weights (src/tamms/weights/describer)
+    pipe = DescribePipeline.from_pretrained()            # shipped weights (weights/describer-v2, else describer)
     out = pipe([sequence], num_beams=3)                  # SitsSequence(s), sample dict(s) or folders
     out.texts[0], out.semantic.shape                     # [B, D] = M_t
 
@@ -110,11 +110,11 @@ class DescribePipeline:
     # --- loading / saving ----------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike | None = None, **kwargs: Any) -> "DescribePipeline":
-        """Load from a folder written by `save_pretrained` (default: the shipped weights)."""
+        """Load from a folder written by `save_pretrained` (default: the shipped describer for `tamms describe`,
+        `default_describing_weights()`)."""
         from tamms.models.describer import Describer
-        from tamms.utils import default_weights
 
-        return cls(Describer.from_pretrained(folder or default_weights("describer")), **kwargs)
+        return cls(Describer.from_pretrained(folder or default_describing_weights()), **kwargs)
 
     def save_pretrained(self, folder: str | os.PathLike, overwrite: bool = False, dtype: str | None = None,
                         metadata: dict | None = None) -> Path:
@@ -187,6 +187,16 @@ class DescribePipeline:
             embs.append((out["text_embeddings"], out["text_mask"]))
         text_embeddings, text_mask = _pad_cat(embs)
         return DescribeOutput(list(texts), torch.cat(sem), text_embeddings, text_mask, [x.dates for x in inputs], scenes)
+
+
+def default_describing_weights() -> Path:
+    """The shipped describer that `tamms describe` uses: weights/describer-v2 (trained to read the images,
+    issue 14) when shipped, else weights/describer. The forecaster keeps weights/describer (`default_describer`):
+    it was trained on that model's M_t and text embeddings."""
+    from tamms.utils import default_weights
+
+    v2 = default_weights("describer-v2")
+    return v2 if (v2 / "config.json").exists() else default_weights("describer")
 
 
 def default_describer(folder: str | os.PathLike | None = None) -> DescribePipeline | None:
