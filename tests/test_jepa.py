@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from tamms.errors import InputError
+
 from tamms.models.jepa import (
     IJEPA,
     IJEPAConfig,
@@ -217,6 +219,66 @@ def test_generator_loss_has_flow_and_ssim_terms():
     assert 0 < float(out["ssim"]) <= 0.2  # weight 0.1 times (1 - SSIM) in [0, 2]
     out["loss"].backward()
     assert gen.unet.conv_in.weight.grad is not None
+
+
+# --------------------------------------------------------------------------------------------- from the last frame
+def test_last_frame_source_starts_at_persistence_and_learns_the_change():
+    from tamms.models.jepa_generator import Conditioning
+
+    torch.manual_seed(0)
+    gen = FlowGenerator(tiny_generator(source="last", train_start_noise=0.0))
+    cond = Conditioning(torch.randn(2, 5, 32), torch.randn(2, 32))
+    last = torch.rand(2, 4, 32, 32)
+    # the output layer starts at zero: untrained, the forecast is the last frame (doing nothing)
+    torch.testing.assert_close(gen.sample(cond, last, num_inference_steps=3), last, rtol=0, atol=1e-6)
+    # start noise and its draw are used: a noised start moves the output
+    noisy = gen.sample(cond, last, num_inference_steps=1, noise=torch.ones_like(last))
+    assert torch.equal(noisy, last)  # start_noise 0 in the config: the noise is not added
+    gen.config.start_noise = 0.1
+    noisy = gen.sample(cond, last, num_inference_steps=1, noise=torch.full_like(last, -1.0))
+    torch.testing.assert_close(noisy, (last - 0.05).clamp(0, 1), rtol=0, atol=1e-6)  # 0.1 model space = 0.05 pixels
+    # the flow target is (last frame - next frame) in model space: a constant shift is learnt in a few steps
+    nxt = (last + 0.2).clamp(0, 1)
+    opt = torch.optim.Adam(gen.parameters(), lr=3e-3)
+    first = None
+    for _ in range(40):
+        loss = gen.loss(nxt, cond, torch.Generator().manual_seed(0), start=last)["flow"]
+        first = float(loss) if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss) < 0.3 * first
+    gen.config.start_noise = 0.0
+    err_learnt = (gen.sample(cond, last, num_inference_steps=2) - nxt).abs().mean()
+    assert float(err_learnt) < 0.5 * float((last - nxt).abs().mean())  # better than persistence on this toy
+    with pytest.raises(InputError, match="last frame"):
+        gen.loss(nxt, cond, start=None)
+
+
+def test_season_features_condition_the_predictor_and_are_required():
+    from tamms.models.jepa import season_features
+
+    torch.manual_seed(0)
+    ijepa = IJEPA(tiny_ijepa(use_season=True)).eval()
+    x = torch.rand(1, 4, 32, 32)
+    gap = torch.tensor([91.0])
+    winter, summer = ijepa.predict(x, gap, torch.tensor([0.0])), ijepa.predict(x, gap, torch.tensor([182.6]))
+    assert not torch.allclose(winter, summer)  # same gap, other season: another forecast
+    f = season_features(torch.tensor([0.0]), torch.tensor([365.25 / 4]))
+    torch.testing.assert_close(f, torch.tensor([[0.0, 1.0, 1.0, 0.0]]), rtol=0, atol=1e-6)
+    with pytest.raises(InputError, match="date of the current frame"):
+        ijepa.predict(x, gap)
+
+
+def test_zeroing_the_ijepa_prediction_changes_the_forecast():
+    torch.manual_seed(0)
+    model = SatJEPADiff(tiny_rgb_config()).eval()
+    x = torch.rand(1, 4, 32, 32)
+    noise = torch.randn(1, 4, 32, 32)
+    full = model.forecast(x, torch.tensor([100.0]), num_inference_steps=2, noise=noise)
+    zeroed = model.forecast(x, torch.tensor([100.0]), num_inference_steps=2, noise=noise, zero_ijepa=True)
+    assert not torch.allclose(full, zeroed)
+    assert torch.equal(full, model.forecast(x, torch.tensor([100.0]), num_inference_steps=2, noise=noise))
 
 
 def test_lora_mode_freezes_the_pretrained_backbone(tmp_path):

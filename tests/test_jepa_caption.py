@@ -61,7 +61,7 @@ def test_zero_rgb_generator_never_receives_input_pixels():
     assert float(first_t.flatten()[0]) == pytest.approx(1000.0)
     # 3. with the IJEPA forecast held fixed, the input pixels cannot change the output
     z = model.ijepa.predict(x)
-    model.ijepa.predict = lambda images, gap_days=None: z
+    model.ijepa.predict = lambda images, gap_days=None, current_days=None: z
     y1 = model.forecast(x, captions=caps, num_inference_steps=2, generator=torch.Generator().manual_seed(1))
     y2 = model.forecast(torch.rand_like(x), captions=caps, num_inference_steps=2, generator=torch.Generator().manual_seed(1))
     assert torch.equal(y1, y2)
@@ -154,3 +154,27 @@ def test_caption_variant_through_forecast_pipeline_with_shipped_weights():
     assert pipe.model.history == 2
     out = pipe(seq, seq.future_date, num_inference_steps=2)
     assert tuple(out.mean.shape) == (1, 3, 64, 64) and 0 <= float(out.mean.min()) <= float(out.mean.max()) <= 1
+
+
+def test_cli_forecast_satjepa_caption_on_dated_geotiffs_without_captions(tmp_path):
+    """`tamms forecast --model satjepa-caption` on a folder of dated GeoTIFFs: no text, no land cover, no
+    sequence.json; the shipped describer and change detector caption the last two frames."""
+    import rasterio
+    from affine import Affine
+
+    from tamms.cli import main
+    from tamms.data.synthetic import SyntheticWorldConfig, generate_sequence
+
+    seq = generate_sequence(3, SyntheticWorldConfig(size=64, frames=3))
+    folder = tmp_path / "scene"
+    folder.mkdir()
+    for frame, date in zip(seq.rgb(), seq.dates):
+        with rasterio.open(folder / f"{date.isoformat()}.tif", "w", driver="GTiff", width=64, height=64, count=3,
+                           dtype="uint16", crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 4600000)) as dst:
+            dst.write((np.clip(frame, 0, 1) * 10000).astype("uint16"))
+    out = tmp_path / "forecast.tif"
+    main(["forecast", str(folder), "--date", seq.future_date.isoformat(), "--out", str(out), "--model",
+          "satjepa-caption"])
+    with rasterio.open(out) as got:
+        assert (got.width, got.height, got.count) == (64, 64, 3) and got.crs.to_epsg() == 32633
+        assert got.read().std() > 0

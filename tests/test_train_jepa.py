@@ -1,6 +1,6 @@
 """`tamms train jepa`: both Sat-JEPA-Diff variants train end to end on the backbone (CLI, --set, stages, --resume),
-the EMA target follows every optimiser step over trainer.max_steps, the weight decay ramps, captions come from
-the sample dicts."""
+the EMA target follows every optimiser step over trainer.max_steps (its base momentum scaled to the run), the weight
+decay ramps, training captions are made from the images (describer + change detector), never from the data's text."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from tamms.config import load_train_config
-from tamms.errors import ConfigError
+from tamms.errors import ConfigError, InputError
 
 
 def tiny_config(variant: str = "rgb", steps: int = 3, **trainer) -> dict:
@@ -22,7 +22,8 @@ def tiny_config(variant: str = "rgb", steps: int = 3, **trainer) -> dict:
         "ijepa": {"image_size": 32, "patch_size": 8, "in_channels": 3, "embed_dim": 32, "depth": 1, "num_heads": 2,
                   "predictor_dim": 32, "predictor_depth": 1, "predictor_heads": 2},
         "generator": {"image_size": 32, "in_channels": 3, "block_out_channels": [16, 32, 32], "norm_num_groups": 8,
-                      "cross_dim": 32, "pooled_dim": 32, "num_inference_steps": 2},
+                      "cross_dim": 32, "pooled_dim": 32, "num_inference_steps": 2, "source": "last",
+                      "start_noise": 0.05},
     }
     if variant == "rgb":
         model["adapter"] = {"ijepa_dim": 32, "in_channels": 3, "hidden_dim": 32, "cross_dim": 32, "pooled_dim": 32}
@@ -34,7 +35,8 @@ def tiny_config(variant: str = "rgb", steps: int = 3, **trainer) -> dict:
         "task": "jepa",
         "options": {"variant": variant, "text_pretrain_steps": 5},
         "model": model,
-        "data": {"synthetic": {"n": 10, "size": 32, "frames": 3}, "bands": ["red", "green", "blue"], "history": 1,
+        "data": {"synthetic": {"n": 10, "size": 32, "frames": 3}, "bands": ["red", "green", "blue"],
+                 "history": 1 if variant == "rgb" else 2,
                  "target": "next", "include_future": True, "batch_size": 4, "rotate": True},
         "optim": {"lr": 1e-3, "warmup_steps": 1},
         "trainer": {"max_steps": steps, "log_every": 1, "accelerator": "cpu", "checkpoint_every": 2, **trainer},
@@ -66,9 +68,10 @@ def test_cli_trains_saves_and_the_folder_forecasts(tmp_path, variant):
     assert model.variant == variant
     assert model.config.generator.ssim_weight == 0.25  # --set reached the model
     assert model.pretrained_metadata["training"]["steps"] == 3
-    # the online encoder moved; the EMA target followed it only a little (momentum ~0.999)
+    # the online encoder moved; the EMA target followed it, with its base momentum scaled to the 3-step run
     online, target = model.ijepa.encoder.pos_embed, model.ijepa.target_encoder.pos_embed
     assert not torch.equal(online, target)
+    assert model.config.ijepa.ema_momentum == (0.0, 1.0)  # 1 - 2 * 3 time constants / 3 steps, floored at 0
     pipe = SatJEPAPipeline.from_pretrained(out)
     seqs = sequences()
     result = pipe(seqs, num_samples=2, num_inference_steps=2, seed=0)
@@ -81,8 +84,16 @@ def test_cli_trains_saves_and_the_folder_forecasts(tmp_path, variant):
     assert exc.value.code == 2
 
 
+@pytest.fixture
+def pixel_captioner(monkeypatch):
+    """The caption variant's describer + detector replaced by PixelCaptioner (the CLI test runs the real ones)."""
+    from tamms.tasks.jepa import SatJEPATask
+
+    monkeypatch.setattr(SatJEPATask, "_captioner", lambda self: PixelCaptioner())
+
+
 @pytest.mark.parametrize("variant", ["rgb", "caption"])
-def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, variant):
+def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, variant, pixel_captioner):
     from safetensors.torch import load_file
 
     from tamms.tasks.base import StopAfterSteps, train
@@ -140,7 +151,7 @@ def test_ema_after_every_step_over_max_steps_and_the_weight_decay_ramp(tmp_path)
     assert recorder.decay == pytest.approx([0.07, 0.07])
 
 
-def test_two_stages_continue_with_the_text_encoder_frozen(tmp_path):
+def test_two_stages_continue_with_the_text_encoder_frozen(tmp_path, pixel_captioner):
     from tamms.models import load_pretrained
     from tamms.tasks.base import train
 
@@ -154,33 +165,83 @@ def test_two_stages_continue_with_the_text_encoder_frozen(tmp_path):
     assert not torch.equal(first.generator.unet.conv_in.weight, last.generator.unet.conv_in.weight)
 
 
-def test_training_captions_match_triple_captions():
+class PixelCaptioner:
+    """A stand-in for HistoryCaptioner that captions from the pixels only (their mean) and counts its calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def describe(self, frames, days):
+        self.calls += 1
+        return [f"brightness {float(f[-1].mean()):.4f} after {float(d[-1] - d[0]):.0f} days" for f, d in zip(frames, days)]
+
+    def __call__(self, history, days):
+        from tamms.models.jepa_caption import CaptionBatch
+
+        return CaptionBatch(self.describe(history, days), [f"red {float(h[-1, 0].mean()):.4f}" for h in history])
+
+
+def test_training_captions_are_made_from_the_images_not_the_data_text():
     from tamms.data.datamodule import SitsDataModule
     from tamms.data.datasets import collate_sits
-    from tamms.models.jepa_caption import triple_captions
     from tamms.tasks.jepa import training_captions
 
-    seqs = sequences(3)
-    # unflipped, so the land-cover layout is the sequence's (a flip or turn moves the layout with the image)
-    dm = SitsDataModule(sequences=seqs, history=1, target="next", split_mode="all", include_future=True, flip=False)
+    dm = SitsDataModule(sequences=sequences(3), history=2, target="next", split_mode="all", include_future=True,
+                        flip=False)
     dm.setup("fit")
     ds = dm.datasets["train"]
     batch = collate_sits([ds[i] for i in range(len(ds))])
-    captions = training_captions(batch)
-    by_id = {s.meta["id"]: s for s in seqs}
-    for meta, caps in zip(batch["meta"], captions):
-        expected = triple_captions(by_id[meta["id"]], meta["frames"][-1])
-        assert caps == expected
-    # a sample without a description of its next frame gives no training captions
-    batch["target_description"][0] = None
-    assert training_captions(batch)[0] is None and training_captions(batch)[1] is not None
+    captioner = PixelCaptioner()
+    captions = training_captions(batch, captioner, [0, 1, 2])
+    i = 0
+    assert captions[i]["informative"].startswith(f"brightness {float(batch['image'][i, -1, :3].mean()):.4f}")
+    # the t+1 caption (the caption forecaster's target) is the describer on (frame t, frame t+1)
+    assert captions[i]["semantic_next"].startswith(f"brightness {float(batch['target'][i, :3].mean()):.4f}")
+    # the data's own text and land cover do not matter; the pixels do
+    batch["frame_descriptions"] = [["something else"] * 2 for _ in batch["meta"]]
+    batch["landcover"] = torch.zeros_like(batch["landcover"]) if isinstance(batch["landcover"], torch.Tensor) else None
+    assert training_captions(batch, captioner, [0, 1, 2]) == captions
+    batch["image"] = batch["image"] * 0.5
+    assert training_captions(batch, captioner, [0, 1, 2])[i]["informative"] != captions[i]["informative"]
+    # a cache (whole frames, no turns) makes each window's captions once
+    cache: dict = {}
+    calls = captioner.calls
+    first = training_captions(batch, captioner, [0, 1, 2], cache)
+    assert training_captions(batch, captioner, [0, 1, 2], cache) == first and captioner.calls == calls + 2
+
+
+def test_history_captioner_layout_comes_from_the_detector():
+    from tamms.models.jepa_caption import HistoryCaptioner, change_layout_caption
+    from tamms.models.change.base import ChangeResult
+
+    mask = torch.zeros(30, 30)
+    mask[:10, :10] = 1  # the whole top-left cell
+    mask[10:20, 10:12] = 1  # 20% of the centre cell
+    assert change_layout_caption(mask) == "much change in the top-left, some change in the centre, little change elsewhere"
+    assert change_layout_caption(torch.zeros(9, 9)) == "no change detected"
+
+    class Detector:
+        def detect(self, a, b):
+            return ChangeResult(mask=((b - a).abs().mean(1) > 0.1).to(torch.uint8))
+
+    class Describer:
+        def __call__(self, seqs, use_data_scene=True):
+            assert not use_data_scene  # frames and dates only
+            return type("Out", (), {"texts": [f"{s.num_frames} frames" for s in seqs]})()
+
+    history = torch.zeros(1, 3, 3, 30, 30)
+    history[0, 2, :, 20:, 20:] = 1.0  # the bottom-right corner changes between the last two frames
+    caps = HistoryCaptioner(Describer(), Detector())(history, torch.tensor([[0.0, 100.0, 200.0]]))
+    assert caps.informative == ["2 frames"] and caps.geometric == ["much change in the bottom-right, little change elsewhere"]
+    with pytest.raises(InputError, match="describer and a change detector"):
+        HistoryCaptioner(None, Detector())
 
 
 def test_bad_configs_name_the_fix(tmp_path):
     from tamms.tasks.jepa import SatJEPATask
 
     with pytest.raises(ConfigError, match="data.history: 1"):
-        SatJEPATask(load_train_config(tiny_config(), ["data.history=3"], task="jepa"))
+        SatJEPATask(load_train_config(tiny_config(), ["data.history=null"], task="jepa"))
     with pytest.raises(ConfigError, match="valid keys"):
         SatJEPATask(load_train_config(tiny_config(), ["model.ijepa.depthh=2"], task="jepa"))
     with pytest.raises(ConfigError, match="variant"):
@@ -201,8 +262,9 @@ def test_shipped_configs_parse_into_the_models_they_describe():
         options = from_dict(JEPAOptions, cfg.options, "options")
         assert options.variant == variant and options.weight_decay_ramp == (0.04, 0.4)
         model = from_dict(model_config_class(variant), cfg.model, "model")
-        assert model.ijepa.image_size == 64 and cfg.data.history == 1 and cfg.data.include_future
-        assert [s.name for s in cfg.stages] == ["first", "continue"]
+        assert model.ijepa.image_size == 64 and cfg.data.include_future and not cfg.data.rotate
+        assert cfg.data.history == (1 if variant == "rgb" else 2)
+        assert model.generator.source == "last" and model.ijepa.use_season and options.ema_time_constants == 3.0
         # the old final_lr 1e-6 of lr 3e-4
         assert cfg.optim.lr * cfg.optim.min_lr_ratio == pytest.approx(1e-6, rel=1e-4)
     assert np.isclose(cfg.optim.lr, 3e-4)

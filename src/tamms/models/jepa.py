@@ -45,6 +45,9 @@ class IJEPAConfig:
     target_dim: int = 0
     # condition the predictor on the time gap (an extension: our synthetic gaps vary from months to a decade)
     use_time_gap: bool = True
+    # also condition on the season of the current and the target date (sin/cos of the day of the year): what a
+    # frame looks like at the target date depends on its season, which the gap alone does not give
+    use_season: bool = False
     # B.4 multi-block masking
     enc_mask_scale: tuple[float, float] = (0.7, 1.0)
     pred_mask_scale: tuple[float, float] = (0.2, 0.5)
@@ -202,6 +205,13 @@ def time_gap_features(gap_days: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.log1p(years), years / 10.0], dim=-1)
 
 
+def season_features(current_days: torch.Tensor, gap_days: torch.Tensor) -> torch.Tensor:
+    """[B] days since 1970-01-01 of the current frame, [B] gap -> [B, 4]: sin/cos of the year phase of both dates."""
+    phases = torch.stack([current_days.double(), current_days.double() + gap_days.double()], -1) / 365.25  # [B, 2]
+    angle = 2 * math.pi * torch.remainder(phases, 1.0)
+    return torch.cat([torch.sin(angle), torch.cos(angle)], -1).float()  # [B, 4]
+
+
 class TemporalPredictor(nn.Module):
     """P_phi: context tokens of I_t -> predicted tokens of I_{t+1} at the requested positions.
 
@@ -218,20 +228,26 @@ class TemporalPredictor(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, config.num_patches, d))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.mask_token, std=0.02)
-        self.gap_mlp = nn.Sequential(nn.Linear(2, d), nn.GELU(), nn.Linear(d, d)) if config.use_time_gap else None
+        n_time = 2 + (4 if config.use_season else 0)
+        self.gap_mlp = nn.Sequential(nn.Linear(n_time, d), nn.GELU(), nn.Linear(d, d)) if config.use_time_gap else None
         self.blocks = _blocks(d, config.predictor_depth, config.predictor_heads, config.mlp_ratio)
         self.norm = nn.LayerNorm(d)
         self.out = nn.Linear(d, config.embed_dim)
 
     def forward(self, context: torch.Tensor, context_idx: torch.Tensor, target_idx: torch.Tensor,
-                gap_days: torch.Tensor | None = None) -> torch.Tensor:
+                gap_days: torch.Tensor | None = None, current_days: torch.Tensor | None = None) -> torch.Tensor:
         b = context.shape[0]
         pos = self.pos_embed.expand(b, -1, -1)  # [B, N, d]
         x = self.embed(context) + gather_tokens(pos, context_idx)  # [B, Nc, d]
         q = self.mask_token.expand(b, target_idx.shape[1], -1) + gather_tokens(pos, target_idx)  # [B, Nt, d]
         if self.gap_mlp is not None:
             gap = gap_days if gap_days is not None else torch.full((b,), 365.25, device=context.device)
-            g = self.gap_mlp(time_gap_features(gap.to(context.device)))[:, None, :]  # [B, 1, d]
+            feats = time_gap_features(gap.to(context.device))  # [B, 2]
+            if self.config.use_season:
+                if current_days is None:
+                    raise InputError("this IJEPA predictor reads the season: give the date of the current frame")
+                feats = torch.cat([feats, season_features(current_days.to(context.device), gap.to(context.device))], -1)
+            g = self.gap_mlp(feats)[:, None, :]  # [B, 1, d]
             x, q = x + g, q + g
         h = self.blocks(torch.cat([x, q], dim=1))  # [B, Nc + Nt, d]
         return self.out(self.norm(h[:, x.shape[1]:]))  # [B, Nt, D]
@@ -378,10 +394,11 @@ class IJEPA(nn.Module):
     def all_index(self, batch: int, device: torch.device) -> torch.Tensor:
         return torch.arange(self.config.num_patches, device=device).expand(batch, -1)  # [B, N]
 
-    def predict(self, images: torch.Tensor, gap_days: torch.Tensor | None = None) -> torch.Tensor:
+    def predict(self, images: torch.Tensor, gap_days: torch.Tensor | None = None,
+                current_days: torch.Tensor | None = None) -> torch.Tensor:
         """Full-context forecast of every token of I_{t+1}: [B, N, D] (what conditions the generator)."""
         idx = self.all_index(images.shape[0], images.device)
-        return self.predictor(self.encoder(images), idx, idx, gap_days)
+        return self.predictor(self.encoder(images), idx, idx, gap_days, current_days)
 
     def momentum(self, step: int, total_steps: int) -> float:
         base, final = self.config.ema_momentum
@@ -393,7 +410,8 @@ class IJEPA(nn.Module):
         return tau
 
     def loss(self, current: torch.Tensor, future: torch.Tensor, gap_days: torch.Tensor | None = None,
-             keys: Sequence[str] | None = None, gen: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+             keys: Sequence[str] | None = None, gen: torch.Generator | None = None,
+             current_days: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Masked I-JEPA forecasting loss: context blocks of I_t predict target blocks of I_{t+1}."""
         b = current.shape[0]
         masks = self.masks(b, gen)
@@ -404,7 +422,7 @@ class IJEPA(nn.Module):
             target_embed = self.provider()(future, keys)  # [B, N, D_target]
         preds, feats, embeds, tfeat = [], [], [], []
         for tidx in masks.targets:
-            z = self.predictor(context, masks.context, tidx, gap_days)  # [B, Nt, D]
+            z = self.predictor(context, masks.context, tidx, gap_days, current_days)  # [B, Nt, D]
             feats.append(z)
             preds.append(self.proj_head(z))
             tfeat.append(gather_tokens(target_tokens, tidx))

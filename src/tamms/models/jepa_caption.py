@@ -61,6 +61,70 @@ def geometric_caption(landcover: np.ndarray, names: Sequence[str] | None = None)
     return ", ".join(parts)
 
 
+def change_layout_caption(mask: np.ndarray | torch.Tensor) -> str:
+    """Where a change map [H, W] says things change, on a 3x3 grid: "much change in the top-left, some change in
+    the centre, little change elsewhere" (shares > 30% "much", > 5% "some")."""
+    m = torch.as_tensor(mask).float()
+    h, w = m.shape
+    much, some = [], []
+    for i in range(3):
+        for j in range(3):
+            share = float(m[i * h // 3:(i + 1) * h // 3, j * w // 3:(j + 1) * w // 3].mean())
+            if share > 0.3:
+                much.append(_REGIONS[i][j])
+            elif share > 0.05:
+                some.append(_REGIONS[i][j])
+    if not much and not some:
+        return "no change detected"
+    parts = ([f"much change in the {', '.join(much)}"] if much else []) + (
+        [f"some change in the {', '.join(some)}"] if some else [])
+    return ", ".join(parts) + ", little change elsewhere"
+
+
+SINGLE_FRAME_CAPTION = "a single image with no earlier date"
+
+
+class HistoryCaptioner:
+    """Captions made from the history images only (what a user has): never from the data's text or land cover.
+
+    informative (t): the describer's description of the last two dated frames (`use_data_scene=False`);
+    geometric (t):   the change detector's map between them, as a 3x3 layout (`change_layout_caption`);
+    one frame only (nothing to compare): informative "a single image with no earlier date", geometric
+    "no change detected" (the describer reads change between at least two frames).
+    `describer`: a `DescribePipeline`; `detector`: a `ChangeDetector` (`tamms.registry.load_describer`,
+    `load_detector`). Also makes the training target of the t+1 caption: the same describer on (t, t+1).
+    """
+
+    def __init__(self, describer, detector):
+        if describer is None or detector is None:
+            raise InputError("the caption-guided model needs a describer and a change detector to caption the history "
+                             "(tamms.registry.load_describer(), load_detector()); train them or pass weights folders")
+        self.describer = describer
+        self.detector = detector
+
+    def describe(self, frames: torch.Tensor, days: torch.Tensor) -> list[str]:
+        """frames [B, T, C, H, W] (RGB, [0, 1]), days [B, T] -> one description per sample."""
+        from tamms.data.sequence import SitsSequence, from_days
+
+        seqs = [SitsSequence(frames=f.float().cpu().numpy(), dates=[from_days(float(d)) for d in dd])
+                for f, dd in zip(frames, days)]
+        return [str(t) for t in self.describer(seqs, use_data_scene=False).texts]
+
+    def layout(self, frames: torch.Tensor) -> list[str]:
+        if frames.shape[1] < 2:
+            return ["no change detected"] * frames.shape[0]
+        mask = self.detector.detect(frames[:, -2].float(), frames[:, -1].float()).mask  # [B, H, W]
+        return [change_layout_caption(m) for m in mask]
+
+    @torch.no_grad()
+    def __call__(self, history: torch.Tensor, history_days: torch.Tensor) -> CaptionBatch:
+        """history [B, T, C, H, W] (the last two frames are used), history_days [B, T] -> informative + geometric."""
+        frames, days = history[:, -2:], history_days[:, -2:]
+        if frames.shape[1] < 2:
+            return CaptionBatch([SINGLE_FRAME_CAPTION] * frames.shape[0], self.layout(frames))
+        return CaptionBatch(self.describe(frames, days), self.layout(frames))
+
+
 def frame_description(seq, index: int) -> str | None:
     """The data's description of frame `index` (index == T means the future frame), if it has one."""
     descs = (seq.meta or {}).get("frame_descriptions")
@@ -356,19 +420,20 @@ class CaptionGuidedSatJEPA(PretrainedModel):
         return self.caption_forecaster(inf[2], ijepa_tokens, text_tokens, text_mask)
 
     def loss(self, current: torch.Tensor, future: torch.Tensor, captions: CaptionBatch,
-             gap_days: torch.Tensor | None = None, keys=None, generator: torch.Generator | None = None):
+             gap_days: torch.Tensor | None = None, keys=None, generator: torch.Generator | None = None,
+             current_days: torch.Tensor | None = None):
         if captions.semantic_next is None:
             raise InputError("training the caption-guided model needs the t+1 caption (semantic_next)")
-        jepa = self.ijepa.loss(current, future, gap_days, keys, generator)
+        jepa = self.ijepa.loss(current, future, gap_days, keys, generator, current_days)
         inf, geo, nxt = self.encode_captions(captions)
-        z_hat = self.ijepa.predict(current, gap_days)  # [B, N, D]
+        z_hat = self.ijepa.predict(current, gap_days, current_days)  # [B, N, D]
         sem = self.forecast_caption(z_hat, inf, geo)  # [B, Dt]
         cap = caption_loss(sem, nxt)
         # condition the generator on the forecast caption, or on the true one for a share of the batch
         tf = (torch.rand(sem.shape[0], generator=generator) < self.config.teacher_forcing)[:, None].to(sem.device)
         sem_cond = torch.where(tf, nxt, sem)
         cond = self.adapter(z_hat, inf[:2], geo[:2], sem_cond)
-        diff = self.generator.loss(future, cond, generator)
+        diff = self.generator.loss(future, cond, generator, start=current)
         out = {f"ijepa/{k}": v for k, v in jepa.items()} | {f"diff/{k}": v for k, v in diff.items()}
         out["caption"] = cap
         out["loss"] = jepa["loss"] + self.config.sd_weight * diff["loss"] + self.config.caption_weight * cap
@@ -384,16 +449,21 @@ class CaptionGuidedSatJEPA(PretrainedModel):
     @torch.no_grad()
     def forecast(self, current: torch.Tensor, gap_days: torch.Tensor | None = None, captions: CaptionBatch | None = None,
                  num_inference_steps: int | None = None, generator: torch.Generator | None = None,
-                 noise: torch.Tensor | None = None, **_: object) -> torch.Tensor:
-        """I_t + captions -> I_hat_{t+1}. The pixels of I_t go to the IJEPA encoder only; the flow starts from noise."""
+                 noise: torch.Tensor | None = None, zero_ijepa: bool = False, current_days: torch.Tensor | None = None,
+                 **_: object) -> torch.Tensor:
+        """I_t + captions -> I_hat_{t+1}. The conditioning holds no pixels (IJEPA tokens + captions); the flow starts
+        from pure noise ("noise" source: Zero-RGB) or from the last frame ("last" source: it learns the change).
+        `zero_ijepa`: the ablation without the IJEPA forecast (its tokens zeroed, for the captions and the adapter)."""
         if captions is None:
             raise InputError("the caption-guided model needs captions of the current frame (informative and geometric)")
         shape = tuple(current.shape)
-        z_hat = self.ijepa.predict(current, gap_days)
+        z_hat = self.ijepa.predict(current, gap_days, current_days)
+        if zero_ijepa:
+            z_hat = torch.zeros_like(z_hat)
         cond, _ = self.condition(z_hat, captions)
-        del current  # nothing below may read the input pixels
-        return self.generator.sample(cond, None, shape=shape, num_inference_steps=num_inference_steps, generator=generator,
-                                     noise=noise)
+        start = current if self.generator.config.source == "last" else None
+        return self.generator.sample(cond, start, shape=shape, num_inference_steps=num_inference_steps,
+                                     generator=generator, noise=noise)
 
     def save_tokenizer(self, folder: Path) -> None:
         (Path(folder) / "tokenizer.json").write_text(self.text_encoder.tokenizer.to_str(), encoding="utf-8")
@@ -405,5 +475,5 @@ class CaptionGuidedSatJEPA(PretrainedModel):
         return Tokenizer.from_str((Path(folder) / "tokenizer.json").read_text(encoding="utf-8"))
 
 
-__all__ = ["CaptionBatch", "CaptionGuidedSatJEPA", "CaptionSatJEPAConfig", "CaptionTextEncoder", "CaptionForecaster",
+__all__ = ["HistoryCaptioner", "change_layout_caption", "CaptionBatch", "CaptionGuidedSatJEPA", "CaptionSatJEPAConfig", "CaptionTextEncoder", "CaptionForecaster",
            "MultiStreamAdapter", "build_tokenizer", "triple_captions", "geometric_caption", "caption_loss", "json"]

@@ -137,7 +137,14 @@ class FlowGeneratorConfig:
     cross_dim: int = 64
     pooled_dim: int = 64
     ssim_weight: float = 0.1
-    # training sigmas ~ U(sigma_range); inference starts at `strength`
+    # where the chain starts. "noise": the paper's flow from Gaussian noise (SDEdit from the noised current
+    # frame at `strength`, or pure noise for Zero-RGB). "last": a rectified flow (bridge) from the last frame
+    # plus a little noise (sigma 1) to the next frame (sigma 0): the U-Net learns the change, its output layer
+    # starts at zero, so the untrained model returns the last frame (persistence) and training can only add.
+    source: str = "noise"
+    start_noise: float = 0.0  # "last": std of the noise added to the last frame at inference (model space, [-1, 1])
+    train_start_noise: float = 0.1  # "last": training start noise std ~ U(0, this) per sample
+    # training sigmas ~ U(sigma_range); inference starts at `strength` ("noise" source)
     sigma_range: tuple[float, float] = (0.0, 1.0)
     strength: float = 0.35
     num_inference_steps: int = 20
@@ -154,6 +161,10 @@ class FlowGeneratorConfig:
         self.sigma_range = tuple(float(v) for v in self.sigma_range)
         if not 0.0 < self.strength <= 1.0:
             raise ConfigError(f"strength must be in (0, 1], got {self.strength}")
+        if self.source not in ("noise", "last"):
+            raise ConfigError(f"generator.source must be 'noise' or 'last', got {self.source!r}")
+        if self.start_noise < 0 or self.train_start_noise < 0:
+            raise ConfigError("generator.start_noise and train_start_noise must be >= 0")
 
 
 def ssim_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -183,6 +194,9 @@ class FlowGenerator(nn.Module):
                 norm_num_groups=config.norm_num_groups, class_embed_type="projection",
                 projection_class_embeddings_input_dim=config.pooled_dim,
             )
+            if config.source == "last":  # zero velocity at the start: the untrained model is persistence
+                nn.init.zeros_(self.unet.conv_out.weight)
+                nn.init.zeros_(self.unet.conv_out.bias)
 
     # --- pretrained backbone + LoRA ---------------------------------------------------------------
     def _load_pretrained(self, root: Path):
@@ -241,13 +255,27 @@ class FlowGenerator(nn.Module):
             handle.remove()
 
     # --- training ----------------------------------------------------------------------------------
-    def loss(self, target: torch.Tensor, cond, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """L_diff = ||v_theta(x_sigma, sigma, c) - (eps - x0)||^2 + w_ssim (1 - SSIM(x0_hat, I_{t+1}))."""
+    def start_point(self, last: torch.Tensor, noise_std: torch.Tensor | float, noise: torch.Tensor) -> torch.Tensor:
+        """"last" source: x_1 = the last frame in model space + noise_std * noise."""
+        std = noise_std if isinstance(noise_std, float) else noise_std[:, None, None, None]
+        return self.to_model_space(last) + std * noise
+
+    def loss(self, target: torch.Tensor, cond, generator: torch.Generator | None = None,
+             start: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """L_diff = ||v_theta(x_sigma, sigma, c) - (x_1 - x0)||^2 + w_ssim (1 - SSIM(x0_hat, I_{t+1})).
+
+        x_1 is Gaussian noise ("noise" source) or the lightly noised last frame `start` ("last" source).
+        """
         x0 = self.to_model_space(target)
         b = x0.shape[0]
         lo, hi = self.config.sigma_range
         sigma = lo + (hi - lo) * torch.rand(b, generator=generator, device=x0.device)
         eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        if self.config.source == "last":
+            if start is None:
+                raise InputError("a generator with source 'last' needs the last frame to start from")
+            std = self.config.train_start_noise * torch.rand(b, generator=generator, device=x0.device)
+            eps = self.start_point(start, std, eps)
         s = sigma[:, None, None, None]
         x_sigma = (1.0 - s) * x0 + s * eps
         v = self.velocity(x_sigma, sigma, cond)
@@ -278,6 +306,8 @@ class FlowGenerator(nn.Module):
         n = int(num_inference_steps or self.config.num_inference_steps)
         if n < 1:
             raise InputError(f"num_inference_steps must be >= 1, got {n}")
+        if self.config.source == "last":
+            return self._sample_bridge(cond, start, n, generator, noise)
         strength = float(self.config.strength if strength is None else strength)
         if start is None:
             strength = 1.0
@@ -297,6 +327,21 @@ class FlowGenerator(nn.Module):
             sigma = (t / self.config.num_train_timesteps).expand(x.shape[0])
             v = self.velocity(x, sigma, cond)
             x = scheduler.step(v, t, x, return_dict=False)[0]
+        return self.to_images(x)
+
+    def _sample_bridge(self, cond, start: torch.Tensor | None, n: int, generator: torch.Generator | None,
+                       noise: torch.Tensor | None) -> torch.Tensor:
+        """"last" source: Euler from sigma 1 (the lightly noised last frame) to sigma 0 in `n` equal steps."""
+        if start is None:
+            raise InputError("a generator with source 'last' needs the last frame to start from")
+        x_last = self.to_model_space(start)
+        if noise is None:
+            noise = torch.randn(x_last.shape, generator=generator, dtype=x_last.dtype)
+        x = x_last + self.config.start_noise * noise.to(x_last.device)
+        sigmas = torch.linspace(1.0, 0.0, n + 1, device=x.device)
+        for s_now, s_next in zip(sigmas[:-1], sigmas[1:]):
+            v = self.velocity(x, s_now.expand(x.shape[0]), cond)
+            x = x + (s_next - s_now) * v  # dx/dsigma = v
         return self.to_images(x)
 
 
@@ -345,13 +390,19 @@ class SatJEPADiff(PretrainedModel):
         self.generator = FlowGenerator(config.generator)
 
     def condition(self, current: torch.Tensor, gap_days: torch.Tensor | None = None,
-                  generator: torch.Generator | None = None) -> Conditioning:
-        return self.adapter(self.ijepa.predict(current, gap_days), current, generator)
+                  generator: torch.Generator | None = None, zero_ijepa: bool = False,
+                  current_days: torch.Tensor | None = None) -> Conditioning:
+        z_hat = self.ijepa.predict(current, gap_days, current_days)  # [B, N, D]
+        if zero_ijepa:  # ablation: the generator gets no IJEPA forecast (and so no time gap)
+            z_hat = torch.zeros_like(z_hat)
+        return self.adapter(z_hat, current, generator)
 
     def loss(self, current: torch.Tensor, future: torch.Tensor, gap_days: torch.Tensor | None = None,
-             keys=None, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        jepa = self.ijepa.loss(current, future, gap_days, keys, generator)
-        diff = self.generator.loss(future, self.condition(current, gap_days, generator), generator)
+             keys=None, generator: torch.Generator | None = None,
+             current_days: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        jepa = self.ijepa.loss(current, future, gap_days, keys, generator, current_days)
+        cond = self.condition(current, gap_days, generator, current_days=current_days)
+        diff = self.generator.loss(future, cond, generator, start=current)
         out = {f"ijepa/{k}": v for k, v in jepa.items()} | {f"diff/{k}": v for k, v in diff.items()}
         out["loss"] = jepa["loss"] + self.config.sd_weight * diff["loss"]
         return out
@@ -359,8 +410,10 @@ class SatJEPADiff(PretrainedModel):
     @torch.no_grad()
     def forecast(self, current: torch.Tensor, gap_days: torch.Tensor | None = None, num_inference_steps: int | None = None,
                  strength: float | None = None, generator: torch.Generator | None = None,
-                 noise: torch.Tensor | None = None, **_: object) -> torch.Tensor:
-        """I_t [B, C, H, W] in [0, 1] -> I_hat_{t+1} [B, C, H, W]."""
-        cond = self.condition(current, gap_days)
+                 noise: torch.Tensor | None = None, zero_ijepa: bool = False, current_days: torch.Tensor | None = None,
+                 **_: object) -> torch.Tensor:
+        """I_t [B, C, H, W] in [0, 1] dated `current_days` [B] -> I_hat_{t+1} [B, C, H, W] `gap_days` later.
+        `zero_ijepa`: the ablation without the IJEPA forecast."""
+        cond = self.condition(current, gap_days, zero_ijepa=zero_ijepa, current_days=current_days)
         return self.generator.sample(cond, current, num_inference_steps=num_inference_steps, strength=strength,
                                      generator=generator, noise=noise)

@@ -30,17 +30,21 @@ VARIANTS = {"rgb": "satjepa", "caption": "satjepa-caption"}
 class SatJEPAPipeline:
     """Forecast the next image of each sequence with Sat-JEPA-Diff (coarse-RGB or caption-guided Zero-RGB)."""
 
-    def __init__(self, model, describer=None):
+    def __init__(self, model, describer=None, detector=None):
         self.model = model.eval()
         self.describer = describer
+        self.detector = detector
+        self._captioner = None
 
     @property
     def variant(self) -> str:
         return self.model.variant
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path | None = None, variant: str = "rgb", describer=None) -> "SatJEPAPipeline":
-        """A folder written by `save_pretrained`, else the shipped weights of `variant` ("rgb" or "caption")."""
+    def from_pretrained(cls, folder: str | Path | None = None, variant: str = "rgb", describer=None,
+                        detector=None) -> "SatJEPAPipeline":
+        """A folder written by `save_pretrained`, else the shipped weights of `variant` ("rgb" or "caption").
+        `describer` / `detector`: what captions the history of the caption variant (default: the shipped ones)."""
         from tamms.models import load_pretrained
 
         if folder is None:
@@ -50,7 +54,34 @@ class SatJEPAPipeline:
         model = load_pretrained(folder)
         if getattr(model, "variant", None) not in VARIANTS:
             raise ConfigError(f"{folder} holds a {model.model_type} model, not Sat-JEPA-Diff: give a Sat-JEPA-Diff folder")
-        return cls(model, describer)
+        return cls(model, describer, detector)
+
+    def captioner(self):
+        """The caption variant's `HistoryCaptioner`: the describer and change detector (shipped ones by default)."""
+        if self._captioner is None:
+            from tamms.models.jepa_caption import HistoryCaptioner
+
+            describer, detector = self.describer, self.detector
+            try:
+                if describer is None:
+                    from tamms.pipelines.describe import DescribePipeline
+
+                    describer = DescribePipeline.from_pretrained(default_weights("describer"))
+                if detector is None:
+                    from tamms.pipelines.detect import detector_from_pretrained
+
+                    detector = detector_from_pretrained("siamese")
+            except (OSError, MissingWeightsError) as exc:
+                raise MissingWeightsError(
+                    f"satjepa-caption captions the history with the describer and the change detector and one could "
+                    f"not be loaded ({exc}): train them (`tamms train describe`, `tamms train detect`) or pass "
+                    "describer= and detector=") from None
+            self._captioner = HistoryCaptioner(describer, detector)
+        return self._captioner
+
+    def history_captions(self, history: torch.Tensor, history_days: torch.Tensor):
+        """Captions of the caption variant from the last two history frames [B, T, C, H, W] (RGB = first 3 bands)."""
+        return self.captioner()(history[:, -2:, :3], history_days[:, -2:])
 
     def save_pretrained(self, folder: str | Path, overwrite: bool = False, metadata: dict | None = None) -> Path:
         return self.model.save_pretrained(folder, overwrite=overwrite, metadata=metadata)
@@ -75,29 +106,44 @@ class SatJEPAPipeline:
         s = self.model.config.ijepa.image_size
         return x if x.shape[-2:] == (s, s) else F.interpolate(x, size=(s, s), mode="area")
 
-    def step(self, frames: torch.Tensor, gap_days: torch.Tensor, captions=None, num_inference_steps: int = 20,
-             generator: torch.Generator | None = None) -> torch.Tensor:
-        """One forecast step on a batch [B, C, H, W] (any size; the model runs at its own size and is resized back)."""
+    def step(self, frames: torch.Tensor, gap_days: torch.Tensor, captions=None, num_inference_steps: int | None = None,
+             generator: torch.Generator | None = None, zero_ijepa: bool = False,
+             current_days: torch.Tensor | None = None) -> torch.Tensor:
+        """One forecast step on a batch [B, C, H, W] dated `current_days` [B] (any size; the model runs at its own
+        size and is resized back). `num_inference_steps` None: the model's (chosen on validation); `zero_ijepa`:
+        the ablation."""
         size = frames.shape[-2:]
         x = self._to_model_size(frames)
-        y = self.model.forecast(x, gap_days, captions=captions, num_inference_steps=num_inference_steps, generator=generator)
+        y = self.model.forecast(x, gap_days, captions=captions, num_inference_steps=num_inference_steps, generator=generator,
+                                zero_ijepa=zero_ijepa, current_days=current_days)
         return y if y.shape[-2:] == size else F.interpolate(y, size=tuple(size), mode="bilinear", align_corners=False).clamp(0, 1)
 
     def _captions(self, sequences: Sequence[Any]):
-        from tamms.models.jepa_caption import CaptionBatch, triple_captions
+        """Captions from each sequence's last two frames (never from its text or land cover)."""
+        history = torch.stack([torch.as_tensor(np.asarray(s.frames[-2:])[:, self.rgb_bands(s)], dtype=torch.float32)
+                               for s in sequences]).clamp(0, 1)  # [B, T<=2, 3, H, W]
+        days = torch.tensor([[float(d) for d in s.days[-2:]] for s in sequences], dtype=torch.float64)
+        return self.captioner()(history, days)
 
-        caps = [triple_captions(s, s.num_frames - 1, self.describer) for s in sequences]
-        return CaptionBatch([c["informative"] for c in caps], [c["geometric"] for c in caps])
+    @staticmethod
+    def rgb_bands(seq: Any) -> list[int]:
+        from tamms.data.bands import select_bands
+
+        names = list(getattr(seq, "band_names", None) or [])
+        if names and all(b in names for b in ("red", "green", "blue")):
+            return select_bands(names, ["red", "green", "blue"], "the caption describer")
+        return list(seq.rgb_bands or (0, 1, 2))
 
     @torch.no_grad()
     def __call__(self, sequences: Any, target_days: Sequence[float] | None = None, horizon_days: float | None = None,
-                 num_samples: int = 1, num_inference_steps: int = 20, seed: int = 0) -> ForecastOutput:
+                 num_samples: int = 1, num_inference_steps: int | None = None, seed: int = 0,
+                 zero_ijepa: bool = False) -> ForecastOutput:
         """1. check inputs  2. pick target dates  3. K samples per sequence  4. mean and spread."""
         # 1. inputs
         seqs = [sequences] if hasattr(sequences, "frames") else list(sequences)
         if not seqs:
             raise InputError("no sequences to forecast: give at least one dated sequence")
-        if num_samples < 1 or num_inference_steps < 1:
+        if num_samples < 1 or (num_inference_steps is not None and num_inference_steps < 1):
             raise InputError("num_samples and num_inference_steps must be >= 1")
         sizes = {s.size for s in seqs}
         if len(sizes) > 1:
@@ -123,7 +169,8 @@ class SatJEPAPipeline:
         captions = self._captions(seqs) if self.variant == "caption" else None
         # 3. samples
         gen = torch.Generator().manual_seed(seed)
-        samples = [self.step(current, gap, captions, num_inference_steps, gen) for _ in range(num_samples)]
+        samples = [self.step(current, gap, captions, num_inference_steps, gen, zero_ijepa, last_days)
+                   for _ in range(num_samples)]
         images = torch.stack(samples, dim=1)  # [B, K, C, H, W]
         # 4. summary
         spread = images.std(dim=1, unbiased=False) if num_samples > 1 else None
@@ -131,12 +178,11 @@ class SatJEPAPipeline:
 
     @torch.no_grad()
     def rollout(self, sequence: Any, start_index: int = 0, steps: int | None = None, step_days: Sequence[float] | None = None,
-                num_inference_steps: int = 20, seed: int = 0) -> list[torch.Tensor]:
+                num_inference_steps: int | None = None, seed: int = 0) -> list[torch.Tensor]:
         """Autoregressive rollout (appendix C): start from frame `start_index`, feed every prediction back.
 
         Steps follow the sequence's own dates (then its future date) unless `step_days` gives the gaps.
-        Captions (caption variant) come from the data for the real start frame and are reused at later steps
-        (nothing describes a generated frame without looking at its pixels).
+        Captions (caption variant) are made at every step from the last two frames (real or generated).
         """
         if step_days is None:
             days = list(sequence.days[start_index:])
@@ -147,18 +193,36 @@ class SatJEPAPipeline:
         if not step_days:
             raise InputError("nothing to roll out: give step_days or a sequence with frames after start_index")
         gen = torch.Generator().manual_seed(seed)
-        x = self._frame(sequence.frames[start_index][self.bands(sequence)])[None]
-        captions = None
-        if self.variant == "caption":
-            from tamms.models.jepa_caption import CaptionBatch, triple_captions
-
-            c = triple_captions(sequence, start_index, self.describer)
-            captions = CaptionBatch([c["informative"]], [c["geometric"]])
+        bands = self.bands(sequence)
+        first = max(0, start_index - 1)
+        frames = [self._frame(sequence.frames[i][bands]) for i in range(first, start_index + 1)]
+        days = [float(sequence.days[i]) for i in range(first, start_index + 1)]
         outs = []
         for gap in step_days:
-            x = self.step(x, torch.tensor([float(gap)]), captions, num_inference_steps, gen)
+            captions = None
+            if self.variant == "caption":
+                captions = self.history_captions(torch.stack(frames[-2:])[None],
+                                                 torch.tensor([days[-2:]], dtype=torch.float64))
+            x = self.step(frames[-1][None], torch.tensor([float(gap)]), captions, num_inference_steps, gen,
+                          current_days=torch.tensor([days[-1]], dtype=torch.float64))
+            frames.append(x[0])
+            days.append(days[-1] + float(gap))
             outs.append(x[0])
         return outs
+
+
+# --------------------------------------------------------------------------------------------- sampler choice
+def set_sampler(model, start_noise: float | None = None, num_inference_steps: int | None = None) -> None:
+    """Set the generator's inference start noise and sampler steps (saved with the model's config)."""
+    g = model.config.generator
+    if start_noise is not None:
+        if start_noise < 0:
+            raise InputError(f"start_noise must be >= 0, got {start_noise}")
+        g.start_noise = float(start_noise)
+    if num_inference_steps is not None:
+        if num_inference_steps < 1:
+            raise InputError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+        g.num_inference_steps = int(num_inference_steps)
 
 
 # --------------------------------------------------------------------------------------------- benchmark
@@ -258,9 +322,9 @@ def rollout_figure(path: str | Path, sequence, pipelines: dict[str, SatJEPAPipel
 class SatJEPAForecastModel:
     """`tamms.pipelines.forecast.ForecastModel` for `--model satjepa` / `satjepa-caption` of `tamms forecast`.
 
-    One step per call: I_t = the last history frame, gap = target - last date. The caption variant captions
-    the last frame with the description model (`DescribePipeline`, default weights) since the registry
-    interface carries tensors, not the data's frame descriptions; geometric = informative caption then.
+    One step per call: I_t = the last history frame, gap = target - last date. The caption variant captions the
+    last two history frames with the describer and the change detector (`SatJEPAPipeline.history_captions`):
+    frames and dates are all it needs. `num_inference_steps` None: the model's own (chosen on validation).
     """
 
     stochastic = True
@@ -268,42 +332,27 @@ class SatJEPAForecastModel:
     uses_text = False
     history = 1
 
-    def __init__(self, pipeline: SatJEPAPipeline, name: str, describer=None):
+    def __init__(self, pipeline: SatJEPAPipeline, name: str, describer=None, zero_ijepa: bool = False):
         self.pipeline = pipeline
         self.name = name
+        self.zero_ijepa = zero_ijepa  # the ablation: the IJEPA forecast zeroed before the adapter
         self.channels = pipeline.model.config.ijepa.in_channels
         self.tile_size = pipeline.model.config.ijepa.image_size
-        self.describer = describer
+        self.default_steps = pipeline.model.config.generator.num_inference_steps
+        if describer is not None and pipeline.describer is None:
+            pipeline.describer = describer
         if pipeline.variant == "caption":
-            self.history = 2  # the description model reads change between at least two dated frames
-
-    def _captions(self, history: torch.Tensor, history_days: torch.Tensor):
-        from tamms.data.sequence import SitsSequence, from_days
-        from tamms.models.jepa_caption import CaptionBatch
-
-        if self.describer is None:
-            try:
-                from tamms.pipelines.describe import DescribePipeline
-
-                self.describer = DescribePipeline.from_pretrained(default_weights("describer"))
-            except Exception as exc:
-                raise MissingWeightsError(
-                    "satjepa-caption needs captions of the current frame and no description model could be loaded "
-                    f"({exc}); train it with `tamms train describe`, or use tamms.pipelines.jepa.SatJEPAPipeline "
-                    "on sequences carrying meta['frame_descriptions']") from None
-        seqs = [SitsSequence(frames=h.numpy(), dates=[from_days(float(d)) for d in dd])
-                for h, dd in zip(history, history_days)]
-        texts = list(self.describer(seqs).texts)
-        return CaptionBatch(texts, texts)
+            self.history = 2  # the describer and the change detector read the last two dated frames
 
     def forecast(self, history: torch.Tensor, history_days: torch.Tensor, target_days: torch.Tensor,
-                 num_samples: int = 1, num_inference_steps: int = 20, noise: torch.Tensor | None = None,
+                 num_samples: int = 1, num_inference_steps: int | None = None, noise: torch.Tensor | None = None,
                  generator: torch.Generator | None = None, **_: Any) -> torch.Tensor:
         if history.shape[2] != self.channels:
             raise InputError(f"{self.name} takes {self.channels}-band frames, got {history.shape[2]}")
         current = history[:, -1].float().clamp(0, 1)  # [B, C, H, W]
         gap = (target_days.double() - history_days[:, -1].double()).float()
-        captions = self._captions(history, history_days) if self.pipeline.variant == "caption" else None
+        captions = (self.pipeline.history_captions(history.float().clamp(0, 1), history_days)
+                    if self.pipeline.variant == "caption" else None)
         outs = []
         for k in range(num_samples):
             nz = None
@@ -312,7 +361,9 @@ class SatJEPAForecastModel:
             if nz is not None:
                 x = self.pipeline._to_model_size(current)
                 outs.append(self.pipeline.model.forecast(x, gap, captions=captions, num_inference_steps=num_inference_steps,
-                                                         generator=generator, noise=nz))
+                                                         generator=generator, noise=nz, zero_ijepa=self.zero_ijepa,
+                                                         current_days=history_days[:, -1].double()))
             else:
-                outs.append(self.pipeline.step(current, gap, captions, num_inference_steps, generator))
+                outs.append(self.pipeline.step(current, gap, captions, num_inference_steps, generator, self.zero_ijepa,
+                                               history_days[:, -1].double()))
         return torch.stack(outs, dim=1)  # [B, K, C, H, W]

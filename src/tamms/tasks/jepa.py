@@ -1,6 +1,7 @@
 """`tamms train jepa`: Sat-JEPA-Diff, coarse-RGB (`options.variant: rgb`) or caption-guided Zero-RGB (`caption`).
 
-Trained on pairs I_t -> I_{t+1}: windows of the data module with `data.history: 1` and `data.target: next`
+Trained on pairs I_t -> I_{t+1}: windows of the data module with `data.history: 1` (rgb; the caption variant takes 2:
+its captions are made from the last two frames) and `data.target: next`
 (`data.include_future: true` adds the synthetic world's future frame as one more target); the gap in days is
 `target_time - time`. What is specific to Sat-JEPA-Diff stays here (paper appendix B.2):
 - the model's own loss (`SatJEPADiff.loss` / `CaptionGuidedSatJEPA.loss`), masks and noise drawn from the task's
@@ -25,7 +26,7 @@ import torch
 from tamms.config import from_dict
 from tamms.data.bands import select_bands
 from tamms.errors import ConfigError, InputError
-from tamms.models.jepa_caption import CaptionBatch, geometric_caption
+from tamms.models.jepa_caption import CaptionBatch
 from tamms.tasks.base import TammsTask
 
 VARIANTS = {"rgb": "satjepa-diff", "caption": "satjepa-diff-caption"}  # variant -> model_type
@@ -41,6 +42,12 @@ class JEPAOptions:
     text_pretrain_steps: int = 400  # caption variant: bag-of-words steps before the text encoder is frozen
     text_pretrain_batch_size: int = 32
     text_pretrain_lr: float = 3e-3
+    # caption variant: the models that caption the history images (weights folders; None = the shipped ones)
+    describer: str | None = None
+    detector: str | None = None
+    # EMA momentum scaled to the run: base = 1 - 2 k / trainer.max_steps, so the cosine schedule to 1 moves the
+    # target encoder k time constants (exp(-k) of its random start left). None: model.ijepa.ema_momentum as given
+    ema_time_constants: float | None = 3.0
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -64,33 +71,34 @@ def cosine_ramp(step: int, total: int, start: float, end: float) -> float:
 
 
 # --------------------------------------------------------------------------------------------- captions
-def training_captions(batch: dict[str, Any]) -> list[dict[str, str] | None]:
-    """The caption triple of every sample of a collated window batch, or None where the data has no caption
-    of the next frame. THE place training captions are made (issue 16 swaps ground truth for generated text).
+def training_captions(batch: dict[str, Any], captioner, bands: Sequence[int] | None = None,
+                      cache: dict[str, dict[str, str]] | None = None) -> list[dict[str, str]]:
+    """The caption triple of every sample of a collated window batch, made from its images by `captioner`
+    (a `tamms.models.jepa_caption.HistoryCaptioner`: describer + change detector), as at inference.
+    THE place training captions are made; no text or land cover of the data is read.
 
-    informative (t):  the frame's description (`frame_descriptions[-1]`), else the sequence's scene text;
-    geometric (t):    3x3 layout of the frame's land cover (cropped/turned with the image), else informative;
-    semantic (t+1):   the target frame's description (`target_description`): the training target.
-    Same captions as `tamms.models.jepa_caption.triple_captions(seq, t)`, read from the sample dict.
+    informative (t), geometric (t):  the captioner on the history frames (the last two);
+    semantic (t+1):                  the describer on (frame t, frame t+1): the caption forecaster's training target.
+    `cache` (key `<sequence id>/<target frame>`) holds captions already made; only valid without random crops
+    or turns (the task passes one only then).
     """
     size = batch["image"].shape[0]
-    descriptions = batch.get("frame_descriptions") or [None] * size
-    targets = batch.get("target_description") or [None] * size
-    scenes = batch.get("scene") or [None] * size
-    landcover = batch.get("landcover")  # [B, T, H, W] (a list with None where some samples lack it)
-    if landcover is None:
-        landcover = [None] * size
-    out: list[dict[str, str] | None] = []
-    for i in range(size):
-        informative = (descriptions[i][-1] if descriptions[i] else None) or scenes[i]
-        if not informative or not targets[i]:
-            out.append(None)
-            continue
-        frame_landcover = landcover[i]
-        geometric = (informative if frame_landcover is None
-                     else geometric_caption(frame_landcover[-1].cpu().numpy()))
-        out.append({"informative": str(informative), "geometric": geometric, "semantic_next": str(targets[i])})
-    return out
+    bands = list(bands) if bands is not None else list(range(batch["image"].shape[2]))
+    keys = [f"{m['id']}/{m['target_frame']}" for m in batch["meta"]]
+    todo = [i for i in range(size) if cache is None or keys[i] not in cache]
+    made: dict[int, dict[str, str]] = {}
+    if todo:
+        history = batch["image"][todo][:, :, bands].float().clamp(0, 1)  # [b, T, C, H, W]
+        days = batch["time"][todo].double()
+        now = captioner(history, days)
+        pair = torch.stack([history[:, -1], batch["target"][todo][:, bands].float().clamp(0, 1)], 1)  # [b, 2, C, H, W]
+        pair_days = torch.stack([days[:, -1], batch["target_time"][todo].double()], 1)
+        nxt = captioner.describe(pair, pair_days)
+        for k, i in enumerate(todo):
+            made[i] = {"informative": now.informative[k], "geometric": now.geometric[k], "semantic_next": nxt[k]}
+            if cache is not None:
+                cache[keys[i]] = made[i]
+    return [made[i] if i in made else cache[keys[i]] for i in range(size)]
 
 
 def pretrain_text_encoder(model, texts: Sequence[str], steps: int, batch_size: int, lr: float,
@@ -119,15 +127,19 @@ class SatJEPATask(TammsTask):
     def configure_models(self) -> None:
         cfg = self.config
         self.options = from_dict(JEPAOptions, cfg.options, "options")
-        if cfg.data.history != 1:
-            raise ConfigError(f"data.history is {cfg.data.history}: Sat-JEPA-Diff trains on pairs I_t -> I_t+1, "
-                              "set data.history: 1")
+        if cfg.data.history is None or cfg.data.history < 1:
+            raise ConfigError(f"data.history is {cfg.data.history}: Sat-JEPA-Diff forecasts from the last frame of "
+                              "fixed windows, set data.history: 1 (rgb) or 2 (caption: the captioner reads two frames)")
         if cfg.data.target not in ("next", "future"):
             raise ConfigError(f"data.target {cfg.data.target!r} gives no frame to forecast: use 'next' (or 'future')")
         # masks, reference dropout, flow noise and teacher forcing draw from this (checkpointed: exact --resume)
         self.noise_generator = torch.Generator().manual_seed(cfg.trainer.seed)
         self.text_pretrain_losses: list[float] = []
         self._datamodule = None
+        self.captioner = self._captioner() if self.options.variant == "caption" else None
+        # generated captions of each training window (deterministic models, whole frames): made once
+        self.caption_cache: dict[str, dict[str, str]] | None = (
+            {} if cfg.data.crop_size is None and not cfg.data.rotate else None)
         model_type = VARIANTS[self.options.variant]
         if self.init_from:
             from tamms.models import load_pretrained
@@ -148,6 +160,25 @@ class SatJEPATask(TammsTask):
             else:
                 self.model = build_model(model_type, model_config.to_dict())
         self.band_names = self._band_names()
+        if self.options.ema_time_constants is not None:
+            base = max(0.0, 1.0 - 2.0 * self.options.ema_time_constants / max(cfg.trainer.max_steps, 1))
+            self.model.ijepa.config.ema_momentum = (base, 1.0)  # saved with the model's config
+
+    def _captioner(self):
+        from tamms.models.jepa_caption import HistoryCaptioner
+        from tamms.pipelines.describe import DescribePipeline
+        from tamms.pipelines.detect import detector_from_pretrained
+
+        describer = DescribePipeline.from_pretrained(self.options.describer)
+        detector = detector_from_pretrained(self.options.detector or "siamese")
+        return HistoryCaptioner(describer, detector)
+
+    def caption_bands(self, batch: dict[str, Any]) -> list[int]:
+        """The RGB bands the describer and the detector read (they take RGB, whatever the model's bands)."""
+        available = (batch.get("band_names") or [None])[0]
+        if available:
+            return select_bands(available, RGB_BANDS, "the caption describer")
+        return [0, 1, 2]
 
     def _band_names(self) -> list[str] | None:
         """The input bands by name: `data.bands`, else RGB for a 3-band model, else every band of the data."""
@@ -164,8 +195,7 @@ class SatJEPATask(TammsTask):
 
         texts = self.caption_corpus()
         if not texts:
-            raise InputError("the caption variant found no captioned training pair: it needs frame descriptions "
-                             "(the synthetic world's, or meta frame_descriptions of real sequences)")
+            raise InputError("the caption variant found no training pair to caption: give training data")
         tokenizer = build_tokenizer(texts, model_config.text.vocab_size)
         model = CaptionGuidedSatJEPA(model_config, tokenizer)
         opts = self.options
@@ -188,9 +218,8 @@ class SatJEPATask(TammsTask):
         loader = DataLoader(dm.datasets["train"], batch_size=64, shuffle=False, collate_fn=collate_sits)
         texts: list[str] = []
         for batch in loader:
-            for caps in training_captions(batch):
-                if caps is not None:
-                    texts += [caps["informative"], caps["geometric"], caps["semantic_next"]]
+            for caps in training_captions(batch, self.captioner, self.caption_bands(batch), self.caption_cache):
+                texts += [caps["informative"], caps["geometric"], caps["semantic_next"]]
         return texts
 
     def datamodule(self):
@@ -212,7 +241,7 @@ class SatJEPATask(TammsTask):
         else:
             raise InputError(f"the model takes {channels} bands but the data has {batch['image'].shape[2]} unnamed "
                              "bands: name the data's bands or give data.bands")
-        current = batch["image"][:, -1, bands]  # the last (only) history frame: [B, C, H, W]
+        current = batch["image"][:, -1, bands]  # the last history frame: [B, C, H, W]
         future = batch["target"][:, bands]
         size = self.model.config.ijepa.image_size
         if tuple(current.shape[-2:]) != (size, size):
@@ -220,22 +249,20 @@ class SatJEPATask(TammsTask):
                              f"data.crop_size: {size} (or data.synthetic.size) to the model's image_size")
         gap_days = (batch["target_time"] - batch["time"][:, -1]).float()
         keys = [f"{m['id']}/{m['target_frame']}" for m in batch["meta"]]
-        return {"current": current, "future": future, "gap_days": gap_days, "keys": keys}
+        return {"current": current, "future": future, "gap_days": gap_days, "keys": keys,
+                "current_days": batch["time"][:, -1].double()}
 
     def losses(self, batch: dict[str, Any], generator: torch.Generator) -> tuple[dict[str, torch.Tensor], int]:
         pair = self.pairs(batch)
         if self.options.variant == "rgb":
-            out = self.model.loss(pair["current"], pair["future"], pair["gap_days"], pair["keys"], generator)
+            out = self.model.loss(pair["current"], pair["future"], pair["gap_days"], pair["keys"], generator,
+                                  current_days=pair["current_days"])
             return out, pair["current"].shape[0]
-        captions = training_captions(batch)
-        keep = [i for i, c in enumerate(captions) if c is not None]  # pairs whose next frame has no caption
-        if not keep:
-            raise InputError("a training batch has no captioned pair: the caption variant needs descriptions of the "
-                             "frames (frame_descriptions); train the rgb variant on uncaptioned data")
-        caps = CaptionBatch(*([captions[i][k] for i in keep] for k in ("informative", "geometric", "semantic_next")))
-        out = self.model.loss(pair["current"][keep], pair["future"][keep], caps, pair["gap_days"][keep],
-                              [pair["keys"][i] for i in keep], generator)
-        return out, len(keep)
+        captions = training_captions(batch, self.captioner, self.caption_bands(batch), self.caption_cache)
+        caps = CaptionBatch(*([c[k] for c in captions] for k in ("informative", "geometric", "semantic_next")))
+        out = self.model.loss(pair["current"], pair["future"], caps, pair["gap_days"], pair["keys"], generator,
+                              current_days=pair["current_days"])
+        return out, len(captions)
 
     # -- training ------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
