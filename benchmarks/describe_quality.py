@@ -63,6 +63,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reference-model", default=None,
                     help="describer to compare with (default: the shipped describer, the forecaster's; 'none': "
                          "only --model, rows of other models are kept from the results JSON)")
+    ap.add_argument("--reference-controls", default="true frames,frames swapped,grey frames,dates shuffled,oracle",
+                    help="the controls run for the reference model (comma list; the model under test runs all)")
+    ap.add_argument("--reference-parts", default="models,gap,real,speed",
+                    help="the parts run for the reference model (of models, gap, real, speed)")
     ap.add_argument("--ablations", default="/tmp/tamms-describe-ablations", help="folder of ablation models")
     ap.add_argument("--n", type=int, default=4000, help="synthetic world size (as in describe.yaml)")
     ap.add_argument("--limit", type=int, default=None, help="evaluate on the first N test sequences only")
@@ -109,25 +113,35 @@ def main(argv: list[str] | None = None) -> None:
     same_split = previous.get("test_split", {}).get("sequences") == len(test)
     result = {key: (previous.get(key) if same_split else None) or {}
               for key in ("models", "baselines", "gap_sensitive", "ablations", "real", "speed")}
+    under_test = next(iter(models))
+    ref_parts = set(args.reference_parts.split(","))
+
+    def run_for(part):  # the pipelines a part runs for
+        return {name: pipe for name, pipe in pipes.items() if name == under_test or part in ref_parts}
+
     if "models" in parts:
-        result["models"].update({name: run_model(pipe, inputs, ev) for name, pipe in pipes.items()})
+        result["models"].update({name: run_model(pipe, inputs, ev, None if name == under_test else
+                                                 args.reference_controls.split(","))
+                                 for name, pipe in run_for("models").items()})
     if "baselines" in parts:
-        result["baselines"] = run_baselines(next(iter(pipes.values())), train, inputs, ev)
+        result["baselines"] = run_baselines(pipes[under_test], train, inputs, ev)
     if "gap" in parts:
-        result["gap_sensitive"].update({name: run_gap(pipe, test, ev) for name, pipe in pipes.items()})
+        result["gap_sensitive"].update({name: run_gap(pipe, test, ev) for name, pipe in run_for("gap").items()})
     if "ablations" in parts:
         result["ablations"] = run_ablations(Path(args.ablations), inputs, ev)
     if "real" in parts:
-        result["real"].update({name: run_real(pipe, args.data) for name, pipe in pipes.items()})
+        result["real"].update({name: run_real(pipe, args.data) for name, pipe in run_for("real").items()})
     if "speed" in parts:
-        result["speed"].update({name: run_speed(pipe) for name, pipe in pipes.items()})
-    under_test = next(iter(models))
+        result["speed"].update({name: run_speed(pipe) for name, pipe in run_for("speed").items()})
     for key in ("models", "gap_sensitive", "real", "speed"):  # the model under test first
         result[key] = {k: result[key][k] for k in sorted(result[key], key=lambda k: k != under_test)}
     if jar is not None:
         jar.close()
+    command = "OMP_NUM_THREADS=1 python benchmarks/describe_quality.py " + " ".join(argv or sys.argv[1:])
+    earlier = previous.get("commands", [previous["command"]] if "command" in previous else []) if same_split else []
     result = {
-        "command": "OMP_NUM_THREADS=1 python benchmarks/describe_quality.py " + " ".join(argv or sys.argv[1:]),
+        "command": command,
+        "commands": [c for c in earlier if c != command] + [command],  # the runs whose rows this file holds
         "test_split": {"world": {"n": args.n, "size": 64, "frames": 6, "seed": 0}, "sequences": len(test),
                        "references_per_sequence": 5,
                        "categories": {c: categories.count(c) for c in CATEGORY_ORDER}},
@@ -171,7 +185,7 @@ class Evaluator:
                "no_change_precision": tp / max(1, sum(said)), "no_change_recall": tp / max(1, sum(truth)),
                "no_change_said_on_no_change": tp / max(1, sum(truth)),
                "no_change_said_on_others": sum(s and not t for s, t in zip(said, truth)) / max(1, len(truth) - sum(truth)),
-               "distinct_texts": len(set(texts)),
+               "said_no_change": sum(said) / max(1, len(said)), "distinct_texts": len(set(texts)),
                "seconds": None if seconds is None else round(seconds, 1), "examples": texts[:4]}
         if per_category:
             row["per_category"] = {}
@@ -215,15 +229,17 @@ def run_texts(pipe, items, **kw) -> tuple[list[str], float]:
     return texts, time.time() - start
 
 
-def run_model(pipe, inputs, ev) -> dict:
+def run_model(pipe, inputs, ev, controls: list[str] | None = None) -> dict:
     """Each control with frames and dates only, then the oracle row (ground-truth scene in the prompt)."""
     rows = {}
-    for control in CONTROLS:
+    controls = list(CONTROLS) + ["oracle"] if controls is None else controls
+    for control in (c for c in CONTROLS if c in controls):
         texts, sec = run_texts(pipe, inputs[control], use_data_scene=False)
         rows[control] = ev.score(f"{pipe.model.config.generate_scene and 'scene generated' or 'no scene'} "
                                  f"{control}", texts, sec, per_category=control == "true frames")
-    texts, sec = run_texts(pipe, inputs["true frames"], use_data_scene=True)
-    rows["oracle: true frames + ground-truth scene"] = ev.score("oracle scene", texts, sec)
+    if "oracle" in controls:
+        texts, sec = run_texts(pipe, inputs["true frames"], use_data_scene=True)
+        rows["oracle: true frames + ground-truth scene"] = ev.score("oracle scene", texts, sec)
     return rows
 
 
@@ -343,6 +359,7 @@ def run_speed(pipe) -> dict:
             times.append(time.perf_counter() - start)
         speed[label] = {"median_s": round(statistics.median(times), 4), "min_s": round(min(times), 4)}
     pipe.batch_size = batch
+    speed["load_average_1min"] = round(__import__("os").getloadavg()[0], 1)  # other jobs on the CPU slow this
     return speed
 
 
@@ -351,7 +368,7 @@ def done_when(r: dict) -> dict:
     """The issue's "done when" bars, checked on the model under test (the first model)."""
     name = r["model_under_test"]
     rows = (r.get("models") or {}).get(name)
-    if rows is None:
+    if rows is None or any(c not in rows for c in CONTROLS):
         return {}
     true = rows["true frames"]["CIDEr-D"]
     nn = (r.get("baselines") or {}).get("NN retrieval, true frames", {}).get("CIDEr-D")
@@ -381,7 +398,8 @@ def done_when(r: dict) -> dict:
 def markdown(r: dict) -> str:
     f = lambda v: "-" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))  # noqa: E731
     lines = ["# Describer quality (held-out synthetic test split)", "",
-             f"Command: `{r['command']}`  ",
+             "Commands (the runs whose rows are here, the last one last): " +
+             "; ".join(f"`{c}`" for c in r.get("commands", [r["command"]])) + "  ",
              f"Test split: {r['test_split']['sequences']} sequences of the synthetic world {r['test_split']['world']}, "
              f"5 references each; categories {r['test_split']['categories']}. METEOR: {r['meteor']}. "
              "Fractions, not x100. Models: " + ", ".join(f"{k} = `{v}`" for k, v in r["model_folders"].items()), "",
@@ -415,7 +433,7 @@ def markdown(r: dict) -> str:
     for model, g in (r.get("gap_sensitive") or {}).items():
         a, b = g["frames 30 days apart"], g["frames 2 years apart"]
         lines.append(f"| {model} | {f(a['CIDEr-D'])} | {f(b['CIDEr-D'])} | "
-                     f"{f(a['no_change_precision'])} P / {f(b['no_change_precision'])} P | {f(g['descriptions that differ'])} |")
+                     f"{f(a['said_no_change'])} / {f(b['said_no_change'])} | {f(g['descriptions that differ'])} |")
     lines += ["", "## Ablations (3 seeds each, same budget)", ""]
     for label, s in (r.get("ablations") or {}).items():
         lines.append(f"- {label}: " + (f"CIDEr-D {s['CIDEr-D mean']:.4f} (spread {f(s['CIDEr-D spread'])}, "
@@ -437,7 +455,9 @@ def markdown(r: dict) -> str:
         lines.append("")
     lines += ["## Speed of `DescribePipeline` on one 4-frame 64x64 sequence after loading", ""]
     for model, sp in (r.get("speed") or {}).items():
-        lines.append(f"- {model}: " + ", ".join(f"{k} median {v['median_s']} s (min {v['min_s']} s)" for k, v in sp.items()))
+        lines.append(f"- {model}: " + ", ".join(f"{k} median {v['median_s']} s (min {v['min_s']} s)"
+                                                for k, v in sp.items() if isinstance(v, dict))
+                     + f"; load average {sp.get('load_average_1min')} during the run")
     lines += ["", "## Done when (the model under test)", ""]
     for k, v in (r.get("done_when") or {}).items():
         if k == "model":
