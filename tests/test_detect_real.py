@@ -107,3 +107,12 @@ def test_shipped_config_holds_out_real_pairs_of_every_dataset():
     assert names["val"] == {"pisa", "hongkong", "nantes", "szada_5", "tiszadob_2"}
     assert {"beirut", "paris", "rennes", "szada_7", "tiszadob_5"} <= names["test"]
     assert not (names["train"] & (names["val"] | names["test"]))
+
+
+@pytest.mark.skipif(not (SHARED / "oscd").is_dir(), reason="real data (../shared/data/oscd) absent")
+def test_demo_shows_held_out_pairs_of_every_dataset():
+    from tamms.demo import DemoConfig, find_real_data
+
+    _, pairs = find_real_data(SHARED, DemoConfig(max_real_series=0, max_levir_pairs=1))
+    chosen = {p.meta["dataset"]: p.name for p in pairs}
+    assert chosen == {"levir_cd": "test_121_0768_0256", "oscd": "paris", "sztaki": "szada_7"}

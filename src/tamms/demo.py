@@ -94,12 +94,26 @@ def find_real_data(data_dir: Path | None, cfg: DemoConfig) -> tuple[list, list]:
             continue
         if seq.num_frames >= 3:
             series.append((folder, _resample(seq, cfg.real_size)))
-    pairs = []
+    pairs = []  # up to max_levir_pairs labelled pairs of EVERY change-pair folder (LEVIR-CD, OSCD, SZTAKI, ...)
     for folder in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
-        if is_levir_cd(folder):
-            pairs = read_levir_cd(folder)[: cfg.max_levir_pairs]
-            break
+        if is_levir_cd(folder) and (folder / "label").is_dir():
+            pairs += held_out_first(read_levir_cd(folder), folder.name)[: cfg.max_levir_pairs]
     return series, pairs
+
+
+def held_out_first(pairs: list, dataset: str) -> list:
+    """Pairs of one folder, those no shipped detector trained on first (recorded test split, or the test names
+    of the shipped siamese config's options.holdout), smallest first; each pair's meta names its dataset."""
+    from tamms.config import read_mapping
+    from tamms.data.datasets import pair_split
+
+    config = Path(__file__).resolve().parent / "configs" / "detect_siamese.yaml"
+    holdout = read_mapping(config).get("options", {}).get("holdout", {}).get(dataset, {})
+    for pair in pairs:
+        pair.meta["dataset"] = dataset
+    test = set(holdout.get("test", []))
+    return sorted(pairs, key=lambda p: (not (p.name in test or (not holdout and pair_split(p) == "test")),
+                                        p.before.shape[-2] * p.before.shape[-1]))  # then the smallest scenes
 
 
 def _resample(seq, size: int):
@@ -146,6 +160,7 @@ class Evaluations:
     forecast_real: dict[str, Any]
     detection_synthetic: Any
     detection_levir: Any
+    detection_real: dict[str, Any] = field(default_factory=dict)  # {pair folder name: ChangeEvaluation}
 
     @classmethod
     def create(cls, detector) -> "Evaluations":
@@ -240,8 +255,14 @@ def run_demo(out_dir: str | Path, data_dir: str | Path | None = None, config: De
         for pair in pairs:
             res = detect(pair.before, pair.after)
             mask = res.mask[0].numpy()
-            levir.append({"id": pair.name, "before": pair.before, "after": pair.after, "pred": mask,
-                          "truth": pair.mask, "scores": evals.detection_levir.add(pair.name, mask, pair.mask)})
+            from tamms.evaluation import ChangeEvaluation
+
+            dataset = pair.meta.get("dataset", "levir_cd")
+            scores = evals.detection_real.setdefault(dataset, ChangeEvaluation()).add(pair.name, mask, pair.mask)
+            if "levir" in dataset:
+                evals.detection_levir.add(pair.name, mask, pair.mask)
+            levir.append({"id": f"{dataset}/{pair.name}", "before": pair.before, "after": pair.after, "pred": mask,
+                          "truth": pair.mask, "scores": scores})
             bar.advance(t)
 
     seconds = time.perf_counter() - start
@@ -332,6 +353,7 @@ def _summarise(records, real_records, levir, text, evals: Evaluations, cfg: Demo
         "forecast_real": {m: _result_scores(evals.forecast_real[m]) for m in MODELS},
         "detection_synthetic": _result_scores(evals.detection_synthetic),
         "detection_levir": _result_scores(evals.detection_levir),
+        "detection_real": {d: _result_scores(e) for d, e in evals.detection_real.items()},
         "sequences": [{k: r[k] for k in ("id", "dates", "future_date", "gap_days", "category", "description",
                                           "references", "metrics", "detection") if k in r} for r in records],
         "real_series": [{k: r[k] for k in ("id", "dates", "description", "metrics", "error") if k in r}
@@ -388,6 +410,10 @@ def _render_report(index: Path, records, real_records, levir, summary, cfg: Demo
                        ("detection_levir", "LEVIR-CD pairs (building change labels)")):
         if summary[key]:
             det_rows.append([label] + [summary[key].get(c) for c in ("precision", "recall", "F1", "IoU", "kappa")])
+    for dataset, scores in summary.get("detection_real", {}).items():
+        if "levir" not in dataset and scores:
+            det_rows.append([f"{dataset} pairs (whole scenes)"] + [scores.get(c) for c in
+                                                                 ("precision", "recall", "F1", "IoU", "kappa")])
     if det_rows:
         rep.table(["change detection (" + s["tcs_detector"] + ")", "precision", "recall", "F1", "IoU", "kappa"],
                   det_rows, caption="Change detection against the true masks (pooled over all pixels)")
@@ -405,7 +431,7 @@ def _render_report(index: Path, records, real_records, levir, summary, cfg: Demo
             else:
                 _sequence_section(rep, r, real=True)
     if levir:
-        rep.heading("LEVIR-CD change detection", anchor="levir")
+        rep.heading("Real change pairs (LEVIR-CD, OSCD, SZTAKI, ...)", anchor="levir")
         for p in levir:
             after = fig.to_display_rgb(p["after"])
             imgs = [fig.to_display_rgb(p["before"]), after, fig.change_overlay(after, p["truth"]),
