@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-val", type=int, default=16, help="validation sequences (sampler choice)")
     ap.add_argument("--n-rollout", type=int, default=12, help="test sequences with 8 frames (rollout)")
     ap.add_argument("--noises", type=float, nargs="+", default=[0.0, 0.05, 0.1], help="start noise grid")
-    ap.add_argument("--grid-steps", type=int, nargs="+", default=[1, 2, 4], help="sampler steps grid")
+    ap.add_argument("--grid-steps", type=int, nargs="+", default=[1, 2],
+                    help="sampler steps grid (the shipped models train at sigmas 0.5-1: 1 and 2 steps stay there)")
     ap.add_argument("--tamms-samples", type=int, default=2, help="TAMMs-small: mean of this many samples")
     ap.add_argument("--satjepa", default=None, help="coarse-RGB weights folder (default: shipped)")
     ap.add_argument("--satjepa-caption", default=None, help="caption-guided weights folder (default: shipped)")

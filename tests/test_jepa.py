@@ -255,6 +255,20 @@ def test_last_frame_source_starts_at_persistence_and_learns_the_change():
         gen.loss(nxt, cond, start=None)
 
 
+def test_pooled_shift_offsets_each_band_from_the_pooled_vector():
+    from tamms.models.jepa_generator import Conditioning
+
+    torch.manual_seed(0)
+    gen = FlowGenerator(tiny_generator(source="last", pooled_shift=True))
+    cond = Conditioning(torch.randn(1, 5, 32), torch.randn(1, 32))
+    last = torch.full((1, 4, 32, 32), 0.5)
+    torch.testing.assert_close(gen.sample(cond, last, num_inference_steps=1), last)  # zero at the start
+    with torch.no_grad():
+        gen.pooled_shift.bias.copy_(torch.tensor([0.2, 0.0, 0.0, -0.2]))  # v = x1 - x0: +0.2 lowers band 0
+    out = gen.sample(cond, last, num_inference_steps=1)
+    torch.testing.assert_close(out[0, :, 0, 0], torch.tensor([0.4, 0.5, 0.5, 0.6]))  # 0.2 model space = 0.1 pixels
+
+
 def test_season_features_condition_the_predictor_and_are_required():
     from tamms.models.jepa import season_features
 

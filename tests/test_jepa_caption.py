@@ -178,3 +178,21 @@ def test_cli_forecast_satjepa_caption_on_dated_geotiffs_without_captions(tmp_pat
     with rasterio.open(out) as got:
         assert (got.width, got.height, got.count) == (64, 64, 3) and got.crs.to_epsg() == 32633
         assert got.read().std() > 0
+
+
+def test_caption_model_starts_from_a_trained_rgb_model(tmp_path):
+    """options.init_parts_from: the IJEPA module and the U-Net come from a coarse-RGB folder; other folders fail."""
+    from tamms.errors import ConfigError
+    from tamms.models.jepa_generator import SatJEPADiff
+    from tamms.tasks.jepa import SatJEPATask
+
+    torch.manual_seed(1)
+    SatJEPADiff(tiny_rgb_config()).save_pretrained(tmp_path / "rgb")
+    model = tiny_caption_model()
+    SatJEPATask._load_rgb_parts(model, str(tmp_path / "rgb"))
+    rgb = SatJEPADiff.from_pretrained(tmp_path / "rgb")
+    assert torch.equal(model.generator.unet.conv_in.weight, rgb.generator.unet.conv_in.weight)
+    assert torch.equal(model.ijepa.predictor.pos_embed, rgb.ijepa.predictor.pos_embed)
+    tiny_caption_model().save_pretrained(tmp_path / "caption")
+    with pytest.raises(ConfigError, match="no coarse-RGB"):
+        SatJEPATask._load_rgb_parts(model, str(tmp_path / "caption"))

@@ -144,6 +144,9 @@ class FlowGeneratorConfig:
     source: str = "noise"
     start_noise: float = 0.0  # "last": std of the noise added to the last frame at inference (model space, [-1, 1])
     train_start_noise: float = 0.1  # "last": training start noise std ~ U(0, this) per sample
+    # a per-band velocity offset from the pooled conditioning (zero at the start): the change of the whole scene's
+    # colour with season and light, learnt directly instead of through every U-Net block
+    pooled_shift: bool = False
     # training sigmas ~ U(sigma_range); inference starts at `strength` ("noise" source)
     sigma_range: tuple[float, float] = (0.0, 1.0)
     strength: float = 0.35
@@ -197,6 +200,11 @@ class FlowGenerator(nn.Module):
             if config.source == "last":  # zero velocity at the start: the untrained model is persistence
                 nn.init.zeros_(self.unet.conv_out.weight)
                 nn.init.zeros_(self.unet.conv_out.bias)
+        self.pooled_shift = None
+        if config.pooled_shift:
+            self.pooled_shift = nn.Linear(config.pooled_dim, config.in_channels)
+            nn.init.zeros_(self.pooled_shift.weight)
+            nn.init.zeros_(self.pooled_shift.bias)
 
     # --- pretrained backbone + LoRA ---------------------------------------------------------------
     def _load_pretrained(self, root: Path):
@@ -241,9 +249,13 @@ class FlowGenerator(nn.Module):
     def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond) -> torch.Tensor:
         t = sigma * self.config.num_train_timesteps  # timestep = sigma * 1000 (the scheduler's convention)
         if getattr(self, "pooled_to_class", None) is not None:
-            return self._unet_with_extra_time(x, t, cond, self.pooled_to_class(cond.pooled))
-        return self.unet(x, t, encoder_hidden_states=cond.tokens, class_labels=cond.pooled,
-                         encoder_attention_mask=cond.token_mask, return_dict=False)[0]
+            v = self._unet_with_extra_time(x, t, cond, self.pooled_to_class(cond.pooled))
+        else:
+            v = self.unet(x, t, encoder_hidden_states=cond.tokens, class_labels=cond.pooled,
+                          encoder_attention_mask=cond.token_mask, return_dict=False)[0]
+        if self.pooled_shift is not None:
+            v = v + self.pooled_shift(cond.pooled)[:, :, None, None]  # [B, C, 1, 1]: one offset per band
+        return v
 
     def _unet_with_extra_time(self, x, t, cond, emb):
         # add the pooled embedding to the time embedding through a forward hook on the time MLP

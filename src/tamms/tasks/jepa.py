@@ -45,6 +45,8 @@ class JEPAOptions:
     # caption variant: the models that caption the history images (weights folders; None = the shipped ones)
     describer: str | None = None
     detector: str | None = None
+    # caption variant: start the IJEPA module and the flow U-Net from a trained rgb-variant folder (same sizes)
+    init_parts_from: str | None = None
     # EMA momentum scaled to the run: base = 1 - 2 k / trainer.max_steps, so the cosine schedule to 1 moves the
     # target encoder k time constants (exp(-k) of its random start left). None: model.ijepa.ema_momentum as given
     ema_time_constants: float | None = 3.0
@@ -198,6 +200,8 @@ class SatJEPATask(TammsTask):
             raise InputError("the caption variant found no training pair to caption: give training data")
         tokenizer = build_tokenizer(texts, model_config.text.vocab_size)
         model = CaptionGuidedSatJEPA(model_config, tokenizer)
+        if self.options.init_parts_from:
+            self._load_rgb_parts(model, self.options.init_parts_from)
         opts = self.options
         self.text_pretrain_losses = pretrain_text_encoder(
             model, texts, opts.text_pretrain_steps, opts.text_pretrain_batch_size, opts.text_pretrain_lr,
@@ -206,6 +210,23 @@ class SatJEPATask(TammsTask):
             print(f"[jepa] text encoder bag-of-words loss {self.text_pretrain_losses[0]:.4f} -> "
                   f"{self.text_pretrain_losses[-1]:.4f}", flush=True)
         return model
+
+    @staticmethod
+    def _load_rgb_parts(model, folder: str) -> None:
+        """IJEPA + flow U-Net weights of a trained coarse-RGB model (the caption variant shares their sizes)."""
+        from tamms.models import load_pretrained
+
+        rgb = load_pretrained(folder)
+        if getattr(rgb, "variant", None) != "rgb":
+            raise ConfigError(f"options.init_parts_from {folder} holds no coarse-RGB Sat-JEPA-Diff model: give the "
+                              "folder of a `tamms train jepa --config src/tamms/configs/jepa.yaml` run")
+        for part in ("ijepa", "generator"):
+            try:
+                getattr(model, part).load_state_dict(getattr(rgb, part).state_dict())
+            except RuntimeError as exc:
+                raise ConfigError(f"options.init_parts_from: the {part} of {folder} has other sizes than model.{part} "
+                                  f"({str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else exc}); "
+                                  "use the same model.ijepa / model.generator settings as its config") from None
 
     def caption_corpus(self) -> list[str]:
         """Every caption of the training pairs (first draw of each window), in dataset order."""
