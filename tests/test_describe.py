@@ -277,3 +277,22 @@ def test_without_generate_scene_no_scene_is_written(tokenizer):
         for d in out.dates])
     given = pipe(make_inputs((2,)), scene="a farm by a lake")
     assert given.scenes == ["a farm by a lake"]
+
+
+def test_shipped_describer_v2_reads_the_images():
+    """describer-v2 (the default of `tamms describe`) with frames and dates only: a frame repeated is no change,
+    and the description follows the frames, not the dates (benchmarks/describe_quality.py measures this in full)."""
+    from tamms.data.synthetic import SyntheticWorldConfig, generate_sequence
+    from tamms.data.synthetic_text import NO_CHANGE_CAPTIONS
+    from tamms.pipelines.describe import default_describing_weights
+    from tamms.utils import default_weights
+
+    assert default_describing_weights() == default_weights("describer-v2")
+    pipe = DescribePipeline.from_pretrained()
+    assert pipe.model.config.delta_tokens and not pipe.model.config.generate_scene
+    seq = generate_sequence(7, SyntheticWorldConfig(size=64, frames=4), seed=5)
+    x = pipe.prepare(seq)[0]
+    still = DescriberInput(x.frames[:1].repeat(4, 1, 1, 1), x.days, x.dates)
+    out = pipe([still, x], use_data_scene=False)
+    assert out.texts[0] in NO_CHANGE_CAPTIONS, out.texts[0]
+    assert out.texts[1] != out.texts[0] and out.scenes == [None, None]

@@ -23,8 +23,9 @@ DATA = Path(__file__).parent / "data"
 REF = load_file(str(DATA / "reference_outputs.safetensors"))
 META = json.loads((DATA / "reference_outputs.json").read_text())
 TOL = 1e-6  # thread counts move float sums by ~3e-7
-SHIPPED = {"describer": "tamms-describer", "tamms": "tamms-sfci", "tamms-base-control": "tamms-sfci",
-           "tamms-no-semantic": "tamms-sfci", "tamms-no-text": "tamms-sfci", "simvp": "simvp", "convlstm": "convlstm",
+SHIPPED = {"describer": "tamms-describer", "describer-v2": "tamms-describer", "tamms": "tamms-sfci",
+           "tamms-base-control": "tamms-sfci", "tamms-no-semantic": "tamms-sfci", "tamms-no-text": "tamms-sfci",
+           "simvp": "simvp", "convlstm": "convlstm",
            "satjepa": "satjepa-diff", "satjepa-caption": "satjepa-diff-caption", "siamese": "siamese",
            "unichange": "unichange"}
 
@@ -71,7 +72,7 @@ def test_describer_outputs_unchanged():
     from tamms.pipelines.describe import DescribePipeline
 
     frames, days, *_ = _inputs()
-    pipe = DescribePipeline.from_pretrained()
+    pipe = DescribePipeline.from_pretrained(default_weights("describer"))  # v1, the forecaster's describer
     seq = SitsSequence(frames=frames.numpy(), dates=[from_days(float(x)) for x in days])
     out = pipe(seq, scene="a rural area with fields")
     assert out.texts[0] == META["describer_text"]
