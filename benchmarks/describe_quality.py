@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     if jar is not None:
         jar.close()
     command = "OMP_NUM_THREADS=1 python benchmarks/describe_quality.py " + " ".join(argv or sys.argv[1:])
-    earlier = previous.get("commands", [previous["command"]] if "command" in previous else []) if same_split else []
+    earlier = previous.get("commands", []) if same_split else []  # files of the older format: none kept
     result = {
         "command": command,
         "commands": [c for c in earlier if c != command] + [command],  # the runs whose rows this file holds

@@ -56,7 +56,8 @@ def test_cli_trains_saves_and_the_folder_describes(tmp_path):
 
     out = tmp_path / "model"
     main(["train", "describe", "--config", str(write_config(tmp_path)), "--out", str(out),
-          "--set", "model.use_pte=false", "--set", "options.scene_source=none"])
+          "--set", "model.use_pte=false", "--set", "options.scene_source=none",
+          "--set", "options.scene_prob=0.1"])  # batches of 4: keep >= 2 change items for L_temp every step
     model = Describer.from_pretrained(out)
     assert model.config.use_pte is False and model.config.vision.image_size == 32  # --set reached the model
     meta = json.loads((out / "config.json").read_text())["training"]
