@@ -271,10 +271,11 @@ def test_difference_tokens_are_zero_for_repeated_frames_and_follow_change(tokeni
 
 def test_without_generate_scene_no_scene_is_written(tokenizer):
     pipe = DescribePipeline(Describer(tiny_config(generate_scene=False), tokenizer))
+    from tamms.models.describer import change_prompt
+
     out = pipe(make_inputs((2, 3)), use_data_scene=False)
-    assert out.scenes == [None, None] and all("Scene: unknown." in p for p in [
-        __import__("tamms.models.describer", fromlist=["change_prompt"]).change_prompt(d, None, True)
-        for d in out.dates])
+    assert out.scenes == [None, None]
+    assert all("Scene: unknown." in change_prompt(d, s, True) for d, s in zip(out.dates, out.scenes))
     given = pipe(make_inputs((2,)), scene="a farm by a lake")
     assert given.scenes == ["a farm by a lake"]
 
