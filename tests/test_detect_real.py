@@ -116,3 +116,14 @@ def test_demo_shows_held_out_pairs_of_every_dataset():
     _, pairs = find_real_data(SHARED, DemoConfig(max_real_series=0, max_levir_pairs=1))
     chosen = {p.meta["dataset"]: p.name for p in pairs}
     assert chosen == {"levir_cd": "test_121_0768_0256", "oscd": "paris", "sztaki": "szada_7"}
+
+
+def test_a_stage_can_train_on_some_real_folders(tmp_path):
+    levir = write_levir(tmp_path / "levir_cd")
+    other = write_levir(tmp_path / "oscd", names=("a", "b"))
+    path = tiny_config(tmp_path, real=[str(levir), str(other)])
+    for folders, expected in (("null", {"levir_cd", "oscd"}), ("[levir_cd]", {"levir_cd"})):
+        data = ChangeDetectionTask(load_train_config(path, [f"options.real_folders={folders}"],
+                                                     task="detect")).datamodule()
+        data.setup("fit")
+        assert {p.meta["dataset"] for p in data.pairs} == expected

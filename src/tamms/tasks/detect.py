@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -51,6 +52,8 @@ class DetectOptions:
     augment_real: float = 0.0  # pairs without land cover (real folders)
     augment_synthetic: float = 0.0  # pairs with land cover (the synthetic world)
     misregister: float = 0.0  # probability that a pair's later date is shifted by 1-2 px
+    # the folders of data.real (by folder name) this run trains on; None = all (a stage can train on fewer)
+    real_folders: list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.real_repeats < 1:
@@ -229,9 +232,12 @@ class ChangeDetectionTask(TammsTask):
     def datamodule(self):
         from tamms.data.datamodule import SitsDataModule
 
+        real = list(self.config.data.real)
+        if self.options.real_folders is not None:
+            real = [f for f in real if Path(f).name in self.options.real_folders]
         return SitsDataModule.from_config(self.config.data, task="pair", swap_dates=True,
                                           pair_repeats=self.options.real_repeats,
-                                          pair_splits=self.options.holdout or None)
+                                          pair_splits=self.options.holdout or None, real=real)
 
     # -- what each sample asks for --------------------------------------------------------------------
     def real_category(self, meta: dict[str, Any]) -> str | None:
