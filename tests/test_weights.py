@@ -99,11 +99,11 @@ def test_forecast_outputs_unchanged(name):
 def test_satjepa_caption_outputs_unchanged():
     from tamms.models.jepa_caption import CaptionBatch, CaptionGuidedSatJEPA
 
-    frames, _, noise, *_ = _inputs()
+    frames, days, noise, *_ = _inputs()
     model = CaptionGuidedSatJEPA.from_pretrained(default_weights("satjepa-caption"))
     caps = CaptionBatch(*META["satjepa_caption_captions"])
     out = model.forecast(frames[None, 3], torch.tensor([180.0]), captions=caps, num_inference_steps=2,
-                         generator=torch.Generator().manual_seed(2), noise=noise[:, 0].clone())
+                         generator=torch.Generator().manual_seed(2), noise=noise[:, 0].clone(), current_days=days[3:4])
     _close("forecast/satjepa-caption", out)
 
 
