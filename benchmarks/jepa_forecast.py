@@ -135,12 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--noises", type=float, nargs="+", default=[0.0, 0.05, 0.1], help="start noise grid")
     ap.add_argument("--grid-steps", type=int, nargs="+", default=[1, 2],
                     help="sampler steps grid (the shipped models train at sigmas 0.5-1: 1 and 2 steps stay there)")
+    ap.add_argument("--steps", type=int, default=None, help="sampler steps: replaces the grid's (tamms benchmark --quick)")
     ap.add_argument("--tamms-samples", type=int, default=2, help="TAMMs-small: mean of this many samples")
     ap.add_argument("--satjepa", default=None, help="coarse-RGB weights folder (default: shipped)")
     ap.add_argument("--satjepa-caption", default=None, help="caption-guided weights folder (default: shipped)")
     ap.add_argument("--skip-baselines", action="store_true", help="only the Sat-JEPA-Diff rows (quick checks)")
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args(argv)
+    if args.steps is not None:
+        args.grid_steps = [args.steps]
     torch.set_num_threads(1)
     from tamms.utils import write_text_atomic
 
