@@ -13,7 +13,7 @@ Forecasters (`FORECAST_MODELS`, a dict name -> loader returning a `tamms.pipelin
   linear-trend          per-pixel least-squares line over the history, at the target date
   simvp, convlstm       learned deterministic baselines
   satjepa               Sat-JEPA-Diff, coarse-RGB conditioning
-  satjepa-caption       Sat-JEPA-Diff, caption-guided Zero-RGB
+  satjepa-caption       Sat-JEPA-Diff, caption-guided (captions from the history images)
 
 Add one with `register_forecast_model(name, loader)`.
 

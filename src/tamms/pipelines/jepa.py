@@ -28,7 +28,7 @@ VARIANTS = {"rgb": "satjepa", "caption": "satjepa-caption"}
 
 # --------------------------------------------------------------------------------------------- pipeline
 class SatJEPAPipeline:
-    """Forecast the next image of each sequence with Sat-JEPA-Diff (coarse-RGB or caption-guided Zero-RGB)."""
+    """Forecast the next image of each sequence with Sat-JEPA-Diff (coarse-RGB or caption-guided)."""
 
     def __init__(self, model, describer=None, detector=None):
         self.model = model.eval()
