@@ -1,0 +1,76 @@
+"""Mask-level reference rows for future-change F1 (issue 15), on the cases of `forecast_quality.py`.
+
+Future-change F1 scores the change a forecast implies, C(last frame, forecast), against the true future
+change. Two rows put the forecasters' numbers in context, with the same detector C:
+- "repeat the last detected change": C(previous frame, last frame) taken as the future change (no forecast);
+- "oracle": C(last frame, true future frame), what this detector allows when the forecast is perfect.
+Synthetic test split (the exact future change mask as truth), counts pooled over all pixels of all cases.
+
+    OMP_NUM_THREADS=1 python benchmarks/forecast_change_references.py [--detector default]
+
+Writes benchmarks/results/forecast_change_references.{json,md}; the forecasters' rows are in
+forecast_quality.md (same cases, same detectors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from forecast_quality import RESULTS, synthetic_cases  # noqa: E402  (the same cases)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--max-synthetic", type=int, default=96)
+    ap.add_argument("--pool", type=int, default=1000)
+    ap.add_argument("--detector", default="default")
+    args = ap.parse_args(argv)
+
+    from tamms.evaluation import ChangeEvaluation, load_change_detector
+
+    cases = synthetic_cases(args.pool, args.max_synthetic)
+    rows: dict[str, dict[str, dict]] = {}
+    for det_name in (args.detector, "cva"):
+        detector = load_change_detector(det_name)
+        repeat, oracle = ChangeEvaluation(), ChangeEvaluation()
+        for c in cases:
+            frames = torch.from_numpy(np.ascontiguousarray(c.sequence.rgb()))  # [T, 3, H, W]
+            truth = torch.from_numpy(c.true_change.astype(np.uint8))
+            last_change = detector.detect(frames[-2][None], frames[-1][None]).mask[0]
+            perfect = detector.detect(frames[-1][None], torch.from_numpy(c.target)[None]).mask[0]
+            repeat.add(c.name, last_change, truth)
+            oracle.add(c.name, perfect, truth)
+        name = getattr(detector, "name", det_name)
+        rows[name] = {"repeat the last detected change": repeat.result().scores,
+                      "oracle: C(last frame, true future frame)": oracle.result().scores}
+        for label, scores in rows[name].items():
+            print(f"{name:10s} {label:42s} F1 {scores['F1']:.4f} (per-case mean {scores['F1_per_case_mean']:.4f})")
+
+    threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
+    command = threads + "python benchmarks/forecast_change_references.py " + " ".join(argv or sys.argv[1:])
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "forecast_change_references.json").write_text(json.dumps(
+        {"command": command.strip(), "cases": len(cases), "rows": rows}, indent=1, default=float))
+    lines = ["# Future-change F1: mask-level reference rows (synthetic test split)", "",
+             f"Command: `{command.strip()}`. {len(cases)} test sequences (the cases of forecast_quality.py); truth: the "
+             "exact future change mask; F1 pooled over all pixels (TP, FP, FN summed). The forecasters' rows, with "
+             "the same detectors, are in forecast_quality.md.", "",
+             "| detector C | row | F1 (pooled) | IoU | precision | recall | F1 per-case mean |",
+             "|---|---|---|---|---|---|---|"]
+    for det, per in rows.items():
+        for label, s in per.items():
+            lines.append(f"| {det} | {label} | {s['F1']:.4f} | {s['IoU']:.4f} | {s['precision']:.4f} | "
+                         f"{s['recall']:.4f} | {s['F1_per_case_mean']:.4f} |")
+    (RESULTS / "forecast_change_references.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
