@@ -54,6 +54,11 @@ def test_demo_writes_report_and_sane_numbers(demo_run):
     assert summary["settings"]["tcs_detector"] in html
     if data is not None:
         assert summary["real_series"] and summary["levir_pairs"]
+        # every real pair is described beside its images; pairs without dates say their dates are placeholders
+        for pair in summary["levir_pairs"]:
+            assert pair["description"].strip()
+            assert pair["placeholder_dates"] == pair["id"].split("/")[0].startswith(("levir", "sztaki"))
+            assert f"described: \u201c{pair['description']}\u201d" in html
 
 
 def test_demo_cli_reads_real_data_only_when_given(tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ Steps (each shown with a progress bar):
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from tamms.data.sequence import SitsSequence
 from tamms.errors import InputError, OutputExistsError
 from tamms.report import figures as fig
 from tamms.report.html import HtmlReport
@@ -222,7 +224,9 @@ def run_demo(out_dir: str | Path, data_dir: str | Path | None = None, config: De
         t = bar.add_task("loading models", total=4)
         describer = DescribePipeline.from_pretrained(weights.get("describer"))
         bar.advance(t)
-        forecaster = ForecastPipeline.from_pretrained(str(weights.get("forecast", cfg.forecaster)), describer=describer)
+        # the forecaster keeps the describer it was trained with (the shipped v1, or the one --train retrained)
+        forecaster = ForecastPipeline.from_pretrained(str(weights.get("forecast", cfg.forecaster)),
+                                                      describer=describer if "describer" in weights else "default")
         bar.advance(t)
         persistence = ForecastPipeline.from_pretrained("persistence")
         bar.advance(t)
@@ -261,8 +265,9 @@ def run_demo(out_dir: str | Path, data_dir: str | Path | None = None, config: De
             scores = evals.detection_real.setdefault(dataset, ChangeEvaluation()).add(pair.name, mask, pair.mask)
             if "levir" in dataset:
                 evals.detection_levir.add(pair.name, mask, pair.mask)
+            description, dated = _describe_pair(describer, pair, cfg)
             levir.append({"id": f"{dataset}/{pair.name}", "before": pair.before, "after": pair.after, "pred": mask,
-                          "truth": pair.mask, "scores": scores})
+                          "truth": pair.mask, "scores": scores, "description": description, "dated": dated})
             bar.advance(t)
 
     seconds = time.perf_counter() - start
@@ -302,6 +307,17 @@ def _run_sequence(seq, cfg: DemoConfig, describer, forecaster, persistence, dete
         "future_mask_pred": future_mask, "future_mask_true": seq.future_change_mask,
         "metrics": models, "detection": detection,
     }
+
+
+PLACEHOLDER_DATES = (dt.date(2015, 6, 1), dt.date(2018, 6, 1))  # for pairs whose data gives no dates
+
+
+def _describe_pair(describer, pair, cfg: DemoConfig) -> tuple[str, bool]:
+    """The describer's sentence for a real pair (RGB view, its dates or placeholder dates, said so)."""
+    rgb = list(pair.rgb_bands or (0, 1, 2))
+    dates = list(pair.dates) if pair.dates is not None else list(PLACEHOLDER_DATES)
+    seq = SitsSequence(frames=np.stack([pair.before[rgb], pair.after[rgb]]), dates=dates)
+    return describer([seq], num_beams=cfg.beams).texts[0], pair.dates is not None
 
 
 def _run_real_series(seq, name: str, cfg: DemoConfig, describer, forecaster, persistence, detect,
@@ -358,7 +374,8 @@ def _summarise(records, real_records, levir, text, evals: Evaluations, cfg: Demo
                                           "references", "metrics", "detection") if k in r} for r in records],
         "real_series": [{k: r[k] for k in ("id", "dates", "description", "metrics", "error") if k in r}
                         for r in real_records],
-        "levir_pairs": [{"id": p["id"], **p["scores"]} for p in levir],
+        "levir_pairs": [{"id": p["id"], **p["scores"], "description": p["description"],
+                         "placeholder_dates": not p["dated"]} for p in levir],
     }
 
 
@@ -436,8 +453,10 @@ def _render_report(index: Path, records, real_records, levir, summary, cfg: Demo
             after = fig.to_display_rgb(p["after"])
             imgs = [fig.to_display_rgb(p["before"]), after, fig.change_overlay(after, p["truth"]),
                     fig.change_overlay(after, p["pred"])]
+            said = f"described: \u201c{p['description']}\u201d" + ("" if p["dated"] else
+                                                                      " (no dates in the data: placeholder dates)")
             rep.image(fig.labelled_strip(imgs, ["before", "after", "true change", "detected"]),
-                      f"{p['id']}: F1 {p['scores']['F1']:.3f}, IoU {p['scores']['IoU']:.3f}")
+                      f"{p['id']}: F1 {p['scores']['F1']:.3f}, IoU {p['scores']['IoU']:.3f}; {said}")
     return rep
 
 
