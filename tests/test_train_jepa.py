@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 
 import lightning as L
-import numpy as np
 import pytest
 import torch
 import yaml

@@ -29,15 +29,10 @@ from tamms.errors import ConfigError, EmptyInputError
 
 class EpochSampler(Sampler[int]):
     """A seeded shuffle whose `set_epoch` (called by Lightning each epoch) also re-seeds the dataset's
-    crops and flips, so every epoch sees new draws and a run is reproducible.
+    crops and flips, so every epoch sees new draws and a run is reproducible."""
 
-    `num_samples` fixes the epoch length (training: `steps_per_epoch x batch_size`, so epoch ends are the
-    checkpoints `--resume` restarts from exactly); past one pass it yields `index + k * len(dataset)`, which
-    the datasets read as another draw (new crop) of `index`. Each `__iter__` moves to the next epoch too, so
-    draws change per epoch even where only the DDP wrapper's `set_epoch` is called."""
-
-    def __init__(self, dataset: Dataset, seed: int = 0, num_samples: int | None = None) -> None:
-        self.dataset, self.seed, self.epoch, self.num_samples = dataset, seed, 0, num_samples
+    def __init__(self, dataset: Dataset, seed: int = 0) -> None:
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -45,18 +40,11 @@ class EpochSampler(Sampler[int]):
             self.dataset.set_epoch(epoch)
 
     def __len__(self) -> int:
-        return self.num_samples or len(self.dataset)  # type: ignore[arg-type]
+        return len(self.dataset)  # type: ignore[arg-type]
 
     def __iter__(self) -> Iterator[int]:
-        n = len(self.dataset)  # type: ignore[arg-type]
-        epoch = self.epoch
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
-        self.epoch += 1
-        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        passes = -(-len(self) // n)
-        order = torch.cat([torch.randperm(n, generator=g) + k * n for k in range(passes)])[: len(self)]
-        return iter(order.tolist())
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(len(self), generator=g).tolist())
 
 
 class StepSampler(Sampler[int]):
@@ -131,7 +119,6 @@ class SitsDataModule(L.LightningDataModule):
         rotate: bool = False,
         swap_dates: bool = False,
         val_batch_size: int | None = None,
-        steps_per_epoch: int | None = None,
         include_future: bool = False,
         pair_repeats: int = 1,
         pair_splits: dict[str, dict[str, Sequence[str]]] | None = None,
@@ -142,7 +129,6 @@ class SitsDataModule(L.LightningDataModule):
         if split_mode not in ("hash", "all"):
             raise ConfigError(f"split_mode {split_mode!r} is not 'hash' or 'all'")
         self.save_hyperparameters(ignore=["sequences"])
-        self.steps_per_epoch = steps_per_epoch
         self.total_steps: int | None = None  # set by tamms.tasks.base.fit: training order by step (exact resume)
         self.root = None if root is None else Path(root)
         self._given = None if sequences is None else list(sequences)
@@ -252,20 +238,18 @@ class SitsDataModule(L.LightningDataModule):
             self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
         ds = self.datasets[split]
         batch_size = self.hparams.batch_size if shuffle else (self.hparams.val_batch_size or self.hparams.batch_size)
-        num_samples = self.steps_per_epoch * batch_size if shuffle and self.steps_per_epoch else None
         sampler: Sampler[int] | None = None
-        if shuffle and self.total_steps is not None:
+        if shuffle and self.total_steps is not None:  # training: the order is a function of the step
             trainer = getattr(self, "trainer", None)
             sampler = StepSampler(ds, self.hparams.seed, batch_size, self.total_steps,
                                   start_step=trainer.global_step if trainer is not None else 0,
                                   world_size=trainer.world_size if trainer is not None else 1)
-            num_samples = len(sampler)
         elif shuffle:
-            sampler = EpochSampler(ds, seed=self.hparams.seed, num_samples=num_samples)
+            sampler = EpochSampler(ds, seed=self.hparams.seed)
         # its own generator: making an iterator then draws no number from the global RNG (exact --resume)
         generator = torch.Generator().manual_seed(self.hparams.seed)
-        return DataLoader(ds, batch_size=batch_size, sampler=sampler, shuffle=False, drop_last=shuffle and
-                          num_samples is not None, num_workers=self.hparams.num_workers, collate_fn=collate_sits,
+        return DataLoader(ds, batch_size=batch_size, sampler=sampler, shuffle=False, drop_last=isinstance(sampler, StepSampler),
+                          num_workers=self.hparams.num_workers, collate_fn=collate_sits,
                           generator=generator)
 
     def train_dataloader(self) -> DataLoader:
