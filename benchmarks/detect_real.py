@@ -15,7 +15,8 @@ pooled over every pixel of a dataset's split (tamms.evaluation). Rows:
 - control `... (after = before)`: the selected network given the before image twice; F1 must fall to ~0 (its
   second input matters).
 Synthetic test F1 of every network row: the same 160 held-out synthetic pairs as benchmarks/detect_quality.py.
-Speed: one 1180x1070 pair (OSCD beirut) detected in a fresh process with 2 threads: wall time and peak memory.
+Speed: OSCD beirut (1180x1070) and the same scene tiled 2 x 2, each detected in a fresh process with 2 threads:
+wall time, peak memory, and the memory detection adds (flat in the scene size).
 
     OMP_NUM_THREADS=1 python benchmarks/detect_real.py [--data DIR] [--candidate NAME=FOLDER ...] [--peer FOLDER]
 """
@@ -28,6 +29,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -156,25 +158,43 @@ import os, resource, sys, time, json
 import numpy as np, torch
 torch.set_num_threads(2)
 from tamms.pipelines.detect import DetectPipeline
-from tamms.data.readers import read_dataset
-pair = [p for p in read_dataset(sys.argv[2]).pairs if p.name == "beirut"][0]
+peak_mb = lambda: round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 pipe = DetectPipeline.from_pretrained(sys.argv[1])
-a, b = torch.from_numpy(pair.before), torch.from_numpy(pair.after)
+a, b = (torch.from_numpy(np.load(os.path.join(sys.argv[2], f"{n}.npy"))) for n in ("before", "after"))
+before_mb = peak_mb()  # torch, the model and the two input images
 start = time.perf_counter()
 mask = pipe(a, b).mask
 seconds = time.perf_counter() - start
-print(json.dumps({"seconds": round(seconds, 2), "load_average_1min": round(os.getloadavg()[0], 2), "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-                  "shape": list(a.shape[-2:])}))
+print(json.dumps({"seconds": round(seconds, 2), "load_average_1min": round(os.getloadavg()[0], 2),
+                  "peak_mb": peak_mb(), "detection_mb": peak_mb() - before_mb, "shape": list(a.shape[-2:])}))
 """
 
 
-def speed(detector: str, data: Path) -> dict:
+def speed(detector: str, scenes: dict[str, Path]) -> dict:
+    """Each scene (a folder of before.npy / after.npy) detected in a fresh process with 2 threads: seconds, the
+    process's peak memory, and what detection added to it (peak minus the peak after loading model and images)."""
     env = dict(os.environ, OMP_NUM_THREADS="2")
-    out = subprocess.run([sys.executable, "-c", SPEED_CHILD, detector, str(data / "oscd")], capture_output=True,
-                         text=True, env=env, cwd=ROOT)
-    if out.returncode != 0:
-        return {"error": out.stderr.strip().splitlines()[-1]}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    out = {}
+    for name, folder in scenes.items():
+        run = subprocess.run([sys.executable, "-c", SPEED_CHILD, detector, str(folder)], capture_output=True,
+                             text=True, env=env, cwd=ROOT)
+        out[name] = ({"error": run.stderr.strip().splitlines()[-1]} if run.returncode != 0
+                     else json.loads(run.stdout.strip().splitlines()[-1]))
+    return out
+
+
+def speed_scenes(splits: dict, folder: Path) -> dict[str, Path]:
+    """OSCD beirut (1180x1070, as read) and the same scene tiled 2 x 2 (2360x2140): memory should not grow with
+    the scene."""
+    pair = next(p for p in splits["oscd"]["test"] if p.name == "beirut")
+    scenes = {}
+    for name, reps in (("1180x1070", 1), ("2360x2140 (beirut tiled 2 x 2)", 2)):
+        sub = folder / f"x{reps}"
+        sub.mkdir(parents=True, exist_ok=True)
+        for which in ("before", "after"):
+            np.save(sub / f"{which}.npy", np.tile(np.asarray(getattr(pair, which)), (1, reps, reps)))  # [C, H, W]
+        scenes[name] = sub
+    return scenes
 
 
 def main(argv=None) -> int:
@@ -267,11 +287,15 @@ def main(argv=None) -> int:
         control[f"{dataset}/test"] = pooled([detect_scene(pipe, p, control=True) for p in pairs], pairs)
     rows[control_label] = control
 
-    timing = {} if args.no_speed else {label: speed(rows[label]["source"], args.data)
-                                       for label in ["cva", selected] + [k for k in rows if k.startswith("unet-ef")]}
+    timing = {}
+    if not args.no_speed:
+        with tempfile.TemporaryDirectory() as tmp:
+            scenes = speed_scenes(splits, Path(tmp))
+            timing = {label: speed(rows[label]["source"], scenes)
+                      for label in ["cva", selected] + [k for k in rows if k.startswith("unet-ef")]}
     result = {"splits": {d: {s: [p.name for p in ps] for s, ps in v.items()} for d, v in splits.items()},
               "rows": rows, "val_mean_F1": val_f1, "selected": selected, "selected_threshold": best_threshold,
-              "threshold_sweeps_val": sweeps, "speed_1180x1070": timing,
+              "threshold_sweeps_val": sweeps, "speed": timing,
               "daudt_2018": DAUDT_2018,
               "command": "OMP_NUM_THREADS=1 python benchmarks/detect_real.py " + " ".join(argv or sys.argv[1:]),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -317,12 +341,17 @@ def render(result: dict) -> str:
     sweep = result["threshold_sweeps_val"][result["selected"]]
     lines += ["", f"Selected on validation: **{result['selected']}** at threshold {result['selected_threshold']} "
               f"(mean real val F1 by threshold {sweep['real']}; synthetic val F1 {sweep['synthetic']}).", ""]
-    if result["speed_1180x1070"]:
-        lines += ["## Speed: one 1180x1070 pair (OSCD beirut), fresh process, 2 threads", "",
-                  "| detector | seconds | peak memory (MB) | machine load (1 min) |", "|---|---|---|---|"]
-        for label, t in result["speed_1180x1070"].items():
-            lines.append(f"| {label} | {t.get('seconds', t.get('error'))} | {t.get('peak_mb', '-')} | "
-                         f"{t.get('load_average_1min', '-')} |")
+    if result.get("speed"):
+        lines += ["## Speed and memory: OSCD beirut (1180x1070) and the same scene tiled 2 x 2, fresh process, "
+                  "2 threads", "",
+                  "Peak memory is the process's (torch, model, images); detection adds = that peak minus the peak "
+                  "after loading the model and the two images.", "",
+                  "| detector | scene | seconds | peak memory (MB) | detection adds (MB) | machine load (1 min) |",
+                  "|---|---|---|---|---|---|"]
+        for label, by_scene in result["speed"].items():
+            for scene, t in by_scene.items():
+                lines.append(f"| {label} | {scene} | {t.get('seconds', t.get('error'))} | {t.get('peak_mb', '-')} | "
+                             f"{t.get('detection_mb', '-')} | {t.get('load_average_1min', '-')} |")
         lines.append("")
     uni = result["rows"].get("unichange", {}).get("answer_ok")
     if uni:

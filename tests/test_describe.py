@@ -297,3 +297,31 @@ def test_shipped_describer_v2_reads_the_images():
     out = pipe([still, x], use_data_scene=False)
     assert out.texts[0] in NO_CHANGE_CAPTIONS, out.texts[0]
     assert out.texts[1] != out.texts[0] and out.scenes == [None, None]
+
+
+def test_ablation_runs_share_one_budget_and_differ_only_in_pte_and_ctp(tmp_path):
+    """benchmarks/train_describe_ablations.py: every variant is a valid describe config, from scratch, with the
+    same steps, batch and seed handling; only use_pte / use_ctp differ."""
+    import importlib.util
+    from pathlib import Path
+
+    from tamms.config import load_train_config
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "train_describe_ablations.py"
+    spec = importlib.util.spec_from_file_location("train_describe_ablations", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    configs = {}
+    for key in module.VARIANTS:
+        cmd = module.command(tmp_path, key, seed=1, steps=123, batch=8)
+        config_path = cmd[cmd.index("--config") + 1]
+        overrides = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--set"]
+        configs[key] = load_train_config(config_path, overrides, task="describe")
+    for key, cfg in configs.items():
+        assert cfg.init_from is None  # from scratch: no part trained with PTE beforehand
+        assert (cfg.trainer.max_steps, cfg.data.batch_size, cfg.trainer.seed) == (123, 8, 1)
+        assert (cfg.model["use_pte"], cfg.model["use_ctp"]) == module.VARIANTS[key]
+        assert cfg.model["delta_tokens"] and not cfg.model["generate_scene"]
+        rest = {k: v for k, v in cfg.model.items() if k not in ("use_pte", "use_ctp")}
+        assert rest == {k: v for k, v in configs["full"].model.items() if k not in ("use_pte", "use_ctp")}
+        assert cfg.options == configs["full"].options and cfg.optim == configs["full"].optim
