@@ -10,7 +10,7 @@ pooled over every pixel of a dataset's split (tamms.evaluation). Rows:
 - `siamese`: the shipped default detector; `--candidate NAME=FOLDER` adds trained folders (e.g. the stages of a
   run); `--select` names the candidate (or shipped) with the best mean val F1 over OSCD and SZTAKI;
 - `unichange`: the shipped UniChange, asked for "building" change on LEVIR-CD and every change elsewhere;
-- `unet-ef` (`--peer FOLDER`): the same-data peer, an early-fusion ResNet-18 U-Net trained with the same config,
+- `unet-ef` (`--peer [NAME=]FOLDER`, repeatable): the same-data peer, an early-fusion ResNet-18 U-Net trained with the same config,
   data and wall-clock budget (`--set 'model={name: unet_ef}'`);
 - control `... (after = before)`: the selected network given the before image twice; F1 must fall to ~0 (its
   second input matters).
@@ -154,11 +154,13 @@ def synthetic_f1(detector, n_sequences: int = 40) -> float:
 
 
 SPEED_CHILD = r"""
-import os, resource, sys, time, json
+import os, sys, time, json
 import numpy as np, torch
 torch.set_num_threads(2)
 from tamms.pipelines.detect import DetectPipeline
-peak_mb = lambda: round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+def peak_mb():  # VmHWM starts afresh at exec (ru_maxrss would carry the parent's peak over)
+    with open("/proc/self/status") as status:
+        return round(int(next(l for l in status if l.startswith("VmHWM")).split()[1]) / 1024)
 pipe = DetectPipeline.from_pretrained(sys.argv[1])
 a, b = (torch.from_numpy(np.load(os.path.join(sys.argv[2], f"{n}.npy"))) for n in ("before", "after"))
 before_mb = peak_mb()  # torch, the model and the two input images
@@ -197,16 +199,40 @@ def speed_scenes(splits: dict, folder: Path) -> dict[str, Path]:
     return scenes
 
 
+def training_budget(source: str) -> dict | None:
+    """Minutes and steps of every training stage behind a weights folder: its own, its run's earlier stages
+    (`stages/*`) and, through `init_from`, the runs it continued. None for cva / shipped names."""
+    from tamms.utils import default_weights
+
+    folder = Path(source) if Path(source).is_dir() else default_weights(source)
+    minutes, steps, seen, todo = 0.0, 0, set(), [folder]
+    while todo:
+        f = Path(todo.pop()).resolve()
+        if f in seen or not (f / "config.json").is_file():
+            continue
+        seen.add(f)
+        training = json.loads((f / "config.json").read_text()).get("training") or {}
+        minutes += float(training.get("minutes") or 0.0)
+        steps += int(training.get("steps") or 0)
+        todo += [str(x) for x in sorted((f / "stages").glob("*")) if x.is_dir()]
+        if training.get("init_from"):
+            todo.append(str(training["init_from"]))
+    return {"minutes": round(minutes, 1), "steps": steps, "folders": len(seen)} if seen else None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=SHARED, help="folder holding levir_cd/, oscd/, sztaki/ "
                         "(default ../shared/data beside the checkout)")
     parser.add_argument("--candidate", action="append", default=[], help="NAME=FOLDER of a trained siamese")
-    parser.add_argument("--peer", type=Path, default=None, help="the trained unet-ef folder (same-data peer)")
+    parser.add_argument("--peer", action="append", default=[],
+                        help="[NAME=]FOLDER of a trained unet-ef (same-data peer); repeat for peers of other budgets")
     parser.add_argument("--wait-peer-minutes", type=float, default=0.0,
                         help="wait this long for --peer to hold a saved model (its training still running)")
     parser.add_argument("--no-unichange", action="store_true", help="skip UniChange (slow: its LM runs per tile)")
     parser.add_argument("--no-speed", action="store_true")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="measure speed and memory again for the rows of the existing results, keep the rest")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
 
@@ -216,14 +242,26 @@ def main(argv=None) -> int:
         print(f"no real data in {args.data}: give --data DIR holding levir_cd/, oscd/, sztaki/", file=sys.stderr)
         return 2
     splits = holdout_splits(args.data)
+    if args.speed_only:
+        result = json.loads((args.out / "detect_real.json").read_text())
+        with tempfile.TemporaryDirectory() as tmp:
+            scenes = speed_scenes(splits, Path(tmp))
+            result["speed"] = {label: speed(result["rows"][label]["source"] if label != "cva" else "cva", scenes)
+                               for label in result["speed"] if " @ " not in label}
+        result["speed_command"] = "OMP_NUM_THREADS=1 python benchmarks/detect_real.py " + " ".join(argv or sys.argv[1:])
+        result["speed_date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        (args.out / "detect_real.json").write_text(json.dumps(result, indent=1) + "\n")
+        (args.out / "detect_real.md").write_text(render(result))
+        return 0
     detectors: dict[str, str] = {"cva": "cva", "siamese (shipped)": "siamese"}
     for item in args.candidate:
         name, _, folder = item.partition("=")
         detectors[f"siamese:{name}"] = folder
     if not args.no_unichange:
         detectors["unichange"] = "unichange"
-    if args.peer is not None:
-        detectors["unet-ef (same-data peer)"] = str(args.peer)
+    for item in args.peer:
+        name, _, folder = item.rpartition("=")
+        detectors[f"unet-ef{':' + name if name else ''} (same-data peer)"] = folder
 
     rows: dict[str, dict] = {}
     for label, source in detectors.items():
@@ -246,6 +284,8 @@ def main(argv=None) -> int:
                         if pipe.detector.ok else None
         if source not in ("cva", "unichange"):
             row["synthetic_test_F1"] = synthetic_f1(DetectPipeline.from_pretrained(source).detector)
+        if source != "cva":
+            row["training"] = training_budget(source)
         row["seconds"] = round(time.perf_counter() - t0, 1)
         rows[label] = row
         print(label, {k: v["F1"] for k, v in row.items() if isinstance(v, dict) and "F1" in v}, flush=True)
@@ -292,7 +332,7 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             scenes = speed_scenes(splits, Path(tmp))
             timing = {label: speed(rows[label]["source"], scenes)
-                      for label in ["cva", selected] + [k for k in rows if k.startswith("unet-ef")]}
+                      for label in ["cva", selected] + [k for k in rows if k.startswith("unet-ef") and " @ " not in k]}
     result = {"splits": {d: {s: [p.name for p in ps] for s, ps in v.items()} for d, v in splits.items()},
               "rows": rows, "val_mean_F1": val_f1, "selected": selected, "selected_threshold": best_threshold,
               "threshold_sweeps_val": sweeps, "speed": timing,
@@ -317,15 +357,21 @@ def render(result: dict) -> str:
         lines.append(f"- {dataset}: val {', '.join(by_split['val']) or '(none)'}; test {', '.join(by_split['test'])}")
     datasets = list(result["splits"])
     lines += ["", "## Test pairs (never used for training or selection)", "",
-              "| detector | " + " | ".join(f"{d} F1 | {d} IoU | {d} kappa" for d in datasets) + " | synthetic test F1 |",
-              "|---|" + "---|" * (3 * len(datasets) + 1)]
+              "Training: minutes and steps summed over every stage behind the weights (earlier stages and the runs "
+              "continued via init_from) as recorded in their config.json; the shipped folders record their last "
+              "stage only.", "",
+              "| detector | " + " | ".join(f"{d} F1 | {d} IoU | {d} kappa" for d in datasets)
+              + " | synthetic test F1 | training (min / steps, recorded) |",
+              "|---|" + "---|" * (3 * len(datasets) + 2)]
     for label, row in result["rows"].items():
         cells = []
         for d in datasets:
             s = row.get(f"{d}/test")
             cells += [f"{s['F1']:.4f}", f"{s['IoU']:.4f}", f"{s['kappa']:.4f}"] if s else ["-"] * 3
         syn = row.get("synthetic_test_F1")
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {'-' if syn is None else f'{syn:.4f}'} |")
+        budget = row.get("training")
+        budget = "-" if not budget else f"{budget['minutes']} / {budget['steps']}"
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {'-' if syn is None else f'{syn:.4f}'} | {budget} |")
     lines += ["", "## Validation pairs (model selection)", "",
               "At threshold 0.5; `mean @ chosen` = mean real val F1 at the threshold chosen on validation (best real "
               "val F1 among thresholds keeping synthetic VAL F1 >= 0.9; for the peer, the best real val F1).", "",
@@ -343,7 +389,10 @@ def render(result: dict) -> str:
               f"(mean real val F1 by threshold {sweep['real']}; synthetic val F1 {sweep['synthetic']}).", ""]
     if result.get("speed"):
         lines += ["## Speed and memory: OSCD beirut (1180x1070) and the same scene tiled 2 x 2, fresh process, "
-                  "2 threads", "",
+                  "2 threads", ""]
+        if result.get("speed_command"):
+            lines += [f"Measured again by `{result['speed_command']}` ({result['speed_date']}).", ""]
+        lines += [
                   "Peak memory is the process's (torch, model, images); detection adds = that peak minus the peak "
                   "after loading the model and the two images.", "",
                   "| detector | scene | seconds | peak memory (MB) | detection adds (MB) | machine load (1 min) |",
