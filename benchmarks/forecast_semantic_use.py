@@ -47,9 +47,10 @@ def controlled(cond: dict, control: str) -> dict:
     return cond
 
 
+@torch.no_grad()
 def gates_and_alphas(pipe, cases) -> dict:
     """Mean gate per ECM level over the cases' M_t, and alpha per level."""
-    from tamms.data.sequence import to_days
+    from tamms.data.sequence import SitsSequence, from_days, to_days
 
     forecaster = pipe.model.model
     history = torch.from_numpy(np.stack([c.sequence.rgb()[-forecaster.cfg.history:] for c in cases]))
@@ -59,7 +60,15 @@ def gates_and_alphas(pipe, cases) -> dict:
     if "semantic" not in cond:
         return {"note": "the model has no semantic path"}
     gates, alphas = forecaster.ecm.gates_and_alphas(cond["semantic"])
-    return {"gate_mean_per_level": [round(float(g.mean()), 4) for g in gates],
+    # how much M_t differs between cases, with the model's describer and with the shipped describer-v2
+    from tamms.pipelines.describe import DescribePipeline
+    from tamms.utils import default_weights
+
+    v2 = DescribePipeline.from_pretrained(default_weights("describer-v2"))
+    seqs = [SitsSequence(frames=h.numpy(), dates=[from_days(float(x)) for x in d]) for h, d in zip(history, days)]
+    return {"M_t_std_over_cases": round(float(cond["semantic"].std(0).mean()), 4),
+            "M_t_std_over_cases_describer_v2": round(float(v2(seqs).semantic.float().std(0).mean()), 4),
+            "gate_mean_per_level": [round(float(g.mean()), 4) for g in gates],
             "gate_std_over_cases_per_level": [round(float(g.mean(dim=1).std()), 4) for g in gates],
             "alpha_per_level": [round(float(a), 4) for a in alphas],
             "gate_bias_init_sigmoid": round(float(torch.sigmoid(torch.tensor(forecaster.ecm.cfg.gate_bias_init))), 4),
@@ -87,6 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--samples", type=int, default=2, help="samples averaged per forecast")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--gates-only", action="store_true",
+                    help="recompute gates and M_t spread; keep the controls of the existing results for the same folders")
     args = ap.parse_args(argv)
     from forecast_quality import evaluate, synthetic_cases
 
@@ -99,10 +110,19 @@ def main(argv: list[str] | None = None) -> None:
     result = {"command": "OMP_NUM_THREADS=1 python benchmarks/forecast_semantic_use.py " + " ".join(argv or sys.argv[1:]),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cases": len(cases),
               "detector": detector.name, "samples": args.samples, "models": {}}
+    results_file = args.out / "forecast_semantic_use.json"
+    previous = json.loads(results_file.read_text()) if results_file.exists() else {}
     for name, folder in models.items():
         start = time.time()
         pipe = ForecastPipeline.from_pretrained(folder)
         row = {"folder": folder, "gates": gates_and_alphas(pipe, cases), "controls": {}}
+        kept = previous.get("models", {}).get(name, {})
+        if args.gates_only and kept.get("folder") == folder and previous.get("cases") == len(cases):
+            row["controls"], row["controls_command"] = kept["controls"], kept.get("controls_command",
+                                                                                  previous["command"])
+            result["models"][name] = row
+            continue
+        row["controls_command"] = result["command"]
         for control in CONTROLS:
             scores = evaluate(cases, run(pipe, cases, control, args.samples, args.seed), detector)["synthetic"]
             row["controls"][control] = {k: round(float(scores[k]), 4)
@@ -122,16 +142,22 @@ def markdown(r: dict) -> str:
              f"dates -> the future frame), mean of {r['samples']} samples; future-change F1 pooled over pixels, "
              f"detector `{r['detector']}`.", "",
              "## Gates and alphas", "",
-             "| model | gate mean per level | gate spread over cases per level | alpha per level | at init (gate, alpha) |",
-             "|---|---|---|---|---|"]
+             "M_t spread: the standard deviation over cases of the describer's M_t (mean over its dimensions), with "
+             "the describer the model was trained with and, for comparison, with the shipped describer-v2.", "",
+             "| model | M_t spread (its describer / v2) | gate mean per level | gate spread over cases per level | "
+             "alpha per level | at init (gate, alpha) |",
+             "|---|---|---|---|---|---|"]
     for name, row in r["models"].items():
         g = row["gates"]
         if "note" in g:
             lines.append(f"| {name} | {g['note']} | | | |")
             continue
-        lines.append(f"| {name} | {g['gate_mean_per_level']} | {g['gate_std_over_cases_per_level']} | "
+        lines.append(f"| {name} | {g.get('M_t_std_over_cases')} / {g.get('M_t_std_over_cases_describer_v2')} | "
+                     f"{g['gate_mean_per_level']} | {g['gate_std_over_cases_per_level']} | "
                      f"{g['alpha_per_level']} | {g['gate_bias_init_sigmoid']}, {g['alpha_init_sigmoid']} |")
-    lines += ["", "## Controls", "", "| model | conditioning | PSNR | GSSIM | TCS | future-change F1 |",
+    commands = sorted({row.get("controls_command", r["command"]) for row in r["models"].values()})
+    lines += ["", "## Controls", "", "Measured by " + "; ".join(f"`{c}`" for c in commands) + ".", "",
+              "| model | conditioning | PSNR | GSSIM | TCS | future-change F1 |",
               "|---|---|---|---|---|---|"]
     for name, row in r["models"].items():
         for control, s in row["controls"].items():
