@@ -300,28 +300,38 @@ def test_shipped_describer_v2_reads_the_images():
 
 
 def test_ablation_runs_share_one_budget_and_differ_only_in_pte_and_ctp(tmp_path):
-    """benchmarks/train_describe_ablations.py: every variant is a valid describe config, from scratch, with the
-    same steps, batch and seed handling; only use_pte / use_ctp differ."""
+    """benchmarks/train_describe_ablations.py: every variant is a valid describe config with the same start,
+    steps, batch and seed; only use_pte / use_ctp differ. A continued describer applies them (not ignored)."""
     import importlib.util
+    import warnings
     from pathlib import Path
 
     from tamms.config import load_train_config
+    from tamms.tasks.describe import DescribeTask
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "train_describe_ablations.py"
     spec = importlib.util.spec_from_file_location("train_describe_ablations", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    configs = {}
-    for key in module.VARIANTS:
-        cmd = module.command(tmp_path, key, seed=1, steps=123, batch=8)
-        config_path = cmd[cmd.index("--config") + 1]
-        overrides = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--set"]
-        configs[key] = load_train_config(config_path, overrides, task="describe")
-    for key, cfg in configs.items():
-        assert cfg.init_from is None  # from scratch: no part trained with PTE beforehand
-        assert (cfg.trainer.max_steps, cfg.data.batch_size, cfg.trainer.seed) == (123, 8, 1)
-        assert (cfg.model["use_pte"], cfg.model["use_ctp"]) == module.VARIANTS[key]
-        assert cfg.model["delta_tokens"] and not cfg.model["generate_scene"]
-        rest = {k: v for k, v in cfg.model.items() if k not in ("use_pte", "use_ctp")}
-        assert rest == {k: v for k, v in configs["full"].model.items() if k not in ("use_pte", "use_ctp")}
-        assert cfg.options == configs["full"].options and cfg.optim == configs["full"].optim
+    configs_v1 = {}
+    for start in ("v1", "scratch"):
+        configs = configs_v1 if start == "v1" else {}
+        for key in module.VARIANTS:
+            cmd = module.command(tmp_path, key, seed=1, steps=123, batch=8, start=start)
+            overrides = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--set"]
+            configs[key] = load_train_config(cmd[cmd.index("--config") + 1], overrides, task="describe")
+        for key, cfg in configs.items():
+            assert (cfg.init_from is None) == (start == "scratch")
+            assert (cfg.trainer.max_steps, cfg.data.batch_size, cfg.trainer.seed) == (123, 8, 1)
+            assert (cfg.model["use_pte"], cfg.model["use_ctp"]) == module.VARIANTS[key]
+            rest = {k: v for k, v in cfg.model.items() if k not in ("use_pte", "use_ctp")}
+            assert rest == {k: v for k, v in configs["full"].model.items() if k not in ("use_pte", "use_ctp")}
+            assert cfg.options == configs["full"].options and cfg.optim == configs["full"].optim
+    # the continued v1 really runs without PTE and CTP (applied, not ignored with a warning)
+    cfg = configs_v1["sft_only"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        task = DescribeTask(cfg, init_from=cfg.init_from)
+        task.configure_models()
+    assert not task.model.config.use_pte and not task.model.config.use_ctp
+    assert task.model.config.delta_tokens  # the v2 recipe's own extension still applies

@@ -86,7 +86,9 @@ class DescribeExample:
 # change either way, trees cut <-> grow back); the others (houses demolished, ...) have no reverse wording
 REVERSIBLE = ("water_level", "crop_rotation", "deforestation", "no_change")
 # parameters the continued model may take from the config: they add parts or change inference only
-EXTENDABLE_KEYS = ("delta_tokens", "generate_scene", "max_new_tokens")
+# model keys a continued describer may change: parts added (difference tokens start as a no-op), parts
+# switched off (PTE, CTP: the ablations continue the shipped v1 without them), generation settings
+EXTENDABLE_KEYS = ("delta_tokens", "generate_scene", "max_new_tokens", "use_pte", "use_ctp")
 
 
 def describer_config(model: dict[str, Any]) -> DescriberConfig:
