@@ -463,8 +463,8 @@ def markdown(r: dict) -> str:
         a, b = g["frames 30 days apart"], g["frames 2 years apart"]
         lines.append(f"| {model} | {f(a['CIDEr-D'])} | {f(b['CIDEr-D'])} | "
                      f"{f(a['said_no_change'])} / {f(b['said_no_change'])} | {f(g['descriptions that differ'])} |")
-    lines += ["", "## Ablations (from scratch, the describer-v2 recipe, the same budget; mean and spread "
-              "(max - min) over seeds)", "",
+    lines += ["", "## Ablations (the describer-v2 recipe at one budget, each variant continuing the shipped v1 "
+              "with its parts switched off; mean and spread (max - min) over seeds)", "",
               "Trained by `benchmarks/train_describe_ablations.py` (each run's full config is in its folder's "
               "config.json). Gap set: mean CIDEr-D of the 30-day and the 2-year dates.", "",
               "| ablation | seeds | steps | CIDEr-D | CIDEr-D, frames swapped | gap set CIDEr-D | "
