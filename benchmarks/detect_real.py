@@ -250,8 +250,7 @@ def main(argv=None) -> int:
                                for label in result["speed"] if " @ " not in label}
         result["speed_command"] = "OMP_NUM_THREADS=1 python benchmarks/detect_real.py " + " ".join(argv or sys.argv[1:])
         result["speed_date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        (args.out / "detect_real.json").write_text(json.dumps(result, indent=1) + "\n")
-        (args.out / "detect_real.md").write_text(render(result))
+        write_results(args.out, result)
         return 0
     detectors: dict[str, str] = {"cva": "cva", "siamese (shipped)": "siamese"}
     for item in args.candidate:
@@ -340,11 +339,15 @@ def main(argv=None) -> int:
               "command": "OMP_NUM_THREADS=1 python benchmarks/detect_real.py " + " ".join(argv or sys.argv[1:]),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "machine": f"{platform.machine()}, {os.cpu_count()} cores shared, torch {torch.__version__}"}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "detect_real.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / "detect_real.md").write_text(render(result))
+    write_results(args.out, result)
     print(render(result))
     return 0
+
+
+def write_results(out: Path, result: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "detect_real.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / "detect_real.md").write_text(render(result))
 
 
 def render(result: dict) -> str:

@@ -48,8 +48,9 @@ def controlled(cond: dict, control: str) -> dict:
 
 
 @torch.no_grad()
-def gates_and_alphas(pipe, cases) -> dict:
-    """Mean gate per ECM level over the cases' M_t, and alpha per level."""
+def gates_and_alphas(pipe, cases, describer_v2) -> dict:
+    """Mean gate per ECM level over the cases' M_t, and alpha per level; the M_t spread with the model's
+    describer and with `describer_v2`."""
     from tamms.data.sequence import SitsSequence, from_days, to_days
 
     forecaster = pipe.model.model
@@ -61,13 +62,9 @@ def gates_and_alphas(pipe, cases) -> dict:
         return {"note": "the model has no semantic path"}
     gates, alphas = forecaster.ecm.gates_and_alphas(cond["semantic"])
     # how much M_t differs between cases, with the model's describer and with the shipped describer-v2
-    from tamms.pipelines.describe import DescribePipeline
-    from tamms.utils import default_weights
-
-    v2 = DescribePipeline.from_pretrained(default_weights("describer-v2"))
     seqs = [SitsSequence(frames=h.numpy(), dates=[from_days(float(x)) for x in d]) for h, d in zip(history, days)]
     return {"M_t_std_over_cases": round(float(cond["semantic"].std(0).mean()), 4),
-            "M_t_std_over_cases_describer_v2": round(float(v2(seqs).semantic.float().std(0).mean()), 4),
+            "M_t_std_over_cases_describer_v2": round(float(describer_v2(seqs).semantic.float().std(0).mean()), 4),
             "gate_mean_per_level": [round(float(g.mean()), 4) for g in gates],
             "gate_std_over_cases_per_level": [round(float(g.mean(dim=1).std()), 4) for g in gates],
             "alpha_per_level": [round(float(a), 4) for a in alphas],
@@ -92,7 +89,12 @@ def trained_describer(folder: str):
 
 def run(pipe, cases, control: str, samples: int, seed: int) -> list[np.ndarray]:
     original = pipe._conditioning
-    pipe._conditioning = lambda h, d: (controlled(original(h, d)[0], control), original(h, d)[1])
+
+    def conditioning(history, days):  # the describer runs once per batch, its conditioning then controlled
+        cond, texts = original(history, days)
+        return controlled(cond, control), texts
+
+    pipe._conditioning = conditioning
     try:
         out = []
         for s in range(0, len(cases), 16):
@@ -116,8 +118,10 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     from forecast_quality import evaluate, synthetic_cases
 
+    from tamms.pipelines.describe import DescribePipeline
     from tamms.pipelines.forecast import ForecastPipeline
     from tamms.registry import load_detector
+    from tamms.utils import default_weights
 
     models = dict(m.partition("=")[::2] for m in (args.model or ["shipped=tamms"]))
     cases = synthetic_cases(1000, args.n)
@@ -125,12 +129,13 @@ def main(argv: list[str] | None = None) -> None:
     result = {"command": "OMP_NUM_THREADS=1 python benchmarks/forecast_semantic_use.py " + " ".join(argv or sys.argv[1:]),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cases": len(cases),
               "detector": detector.name, "samples": args.samples, "models": {}}
+    describer_v2 = DescribePipeline.from_pretrained(default_weights("describer-v2"))
     results_file = args.out / "forecast_semantic_use.json"
     previous = json.loads(results_file.read_text()) if results_file.exists() else {}
     for name, folder in models.items():
         start = time.time()
         pipe = ForecastPipeline.from_pretrained(folder, describer=trained_describer(folder))
-        row = {"folder": folder, "gates": gates_and_alphas(pipe, cases), "controls": {}}
+        row = {"folder": folder, "gates": gates_and_alphas(pipe, cases, describer_v2), "controls": {}}
         kept = previous.get("models", {}).get(name, {})
         if args.gates_only and kept.get("folder") == folder and previous.get("cases") == len(cases):
             row["controls"], row["controls_command"] = kept["controls"], kept.get("controls_command",

@@ -331,7 +331,6 @@ def test_ablation_runs_share_one_budget_and_differ_only_in_pte_and_ctp(tmp_path)
     cfg = configs_v1["sft_only"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        task = DescribeTask(cfg, init_from=cfg.init_from)
-        task.configure_models()
+        task = DescribeTask(cfg, init_from=cfg.init_from)  # builds the model (configure_models)
     assert not task.model.config.use_pte and not task.model.config.use_ctp
     assert task.model.config.delta_tokens  # the v2 recipe's own extension still applies
