@@ -72,21 +72,6 @@ def gates_and_alphas(pipe, cases, describer_v2) -> dict:
             "alpha_init_sigmoid": round(float(torch.sigmoid(torch.tensor(forecaster.ecm.cfg.alpha_init))), 4)}
 
 
-def trained_describer(folder: str):
-    """The describer a forecaster folder was trained with (its training options.describer), else "default"
-    (the pipeline's own choice, v1)."""
-    from tamms.pipelines.describe import DescribePipeline
-    from tamms.utils import default_weights
-
-    config = Path(folder) / "config.json"
-    if not config.is_file():
-        return "default"
-    name = ((json.loads(config.read_text()).get("training") or {}).get("config") or {}).get("options", {}).get("describer")
-    if not name:
-        return "default"
-    return DescribePipeline.from_pretrained(Path(name) if Path(name).is_dir() else default_weights(name))
-
-
 def run(pipe, cases, control: str, samples: int, seed: int) -> list[np.ndarray]:
     original = pipe._conditioning
 
@@ -134,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     previous = json.loads(results_file.read_text()) if results_file.exists() else {}
     for name, folder in models.items():
         start = time.time()
-        pipe = ForecastPipeline.from_pretrained(folder, describer=trained_describer(folder))
+        pipe = ForecastPipeline.from_pretrained(folder)  # with the describer it was trained with
         row = {"folder": folder, "gates": gates_and_alphas(pipe, cases, describer_v2), "controls": {}}
         kept = previous.get("models", {}).get(name, {})
         if args.gates_only and kept.get("folder") == folder and previous.get("cases") == len(cases):

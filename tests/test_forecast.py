@@ -301,3 +301,35 @@ def test_cli_forecast_on_synthetic_folder(tmp_path):
     with pytest.raises(SystemExit):
         main(["forecast", str(folders[0]), "--date", "2000-01-01", "--out", str(tmp_path / "q.tif"),
               "--model", "persistence"])
+
+
+def test_pipeline_loads_the_describer_the_forecaster_was_trained_with(tmp_path):
+    """describer="default": the describer named by the folder's training options (a folder or shipped name);
+    a folder that records none gets the shipped describer; an explicit describer is kept."""
+    import json
+    import shutil
+
+    from tamms.pipelines.describe import DescribePipeline
+    from tamms.pipelines.forecast import ForecastPipeline, training_describer
+    from tamms.utils import default_weights
+
+    assert training_describer("tamms") is None  # the shipped forecaster records no describer: the shipped one
+    assert training_describer("persistence") is None
+    folder = tmp_path / "forecaster"
+    shutil.copytree(default_weights("tamms"), folder)
+    shutil.copytree(default_weights("tamms-unet"), tmp_path / "tamms-unet")  # named relative to the forecaster
+    record = json.loads((folder / "config.json").read_text())
+    record["training"] = {"config": {"options": {"describer": "describer-v2"}}}
+    (folder / "config.json").write_text(json.dumps(record))
+    assert training_describer(folder) == default_weights("describer-v2")
+    v2 = DescribePipeline.from_pretrained(default_weights("describer-v2")).model
+    pipe = ForecastPipeline.from_pretrained(folder)
+    assert all(torch.equal(a, b) for a, b in zip(pipe.describer.model.state_dict().values(), v2.state_dict().values()))
+    shipped = ForecastPipeline.from_pretrained("tamms").describer.model
+    assert not all(torch.equal(a, b) for a, b in zip(shipped.state_dict().values(), v2.state_dict().values()))
+    record["training"]["config"]["options"]["describer"] = str(tmp_path / "missing")
+    (folder / "config.json").write_text(json.dumps(record))
+    from tamms.errors import MissingWeightsError
+
+    with pytest.raises(MissingWeightsError, match="tamms train describe"):
+        ForecastPipeline.from_pretrained(folder)

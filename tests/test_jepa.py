@@ -221,6 +221,25 @@ def test_generator_loss_has_flow_and_ssim_terms():
     assert gen.unet.conv_in.weight.grad is not None
 
 
+def test_gssim_loss_term_is_one_minus_the_benchmark_gssim_and_trains():
+    """generator.gssim_weight adds w (1 - GSSIM(x0_hat, I_t+1)), GSSIM as tamms.metrics computes it."""
+    from tamms.metrics.image import gssim_per_image
+    from tamms.models.jepa_generator import Conditioning, gssim_loss
+
+    torch.manual_seed(0)
+    a, b = torch.rand(2, 4, 32, 32), torch.rand(2, 4, 32, 32)
+    expected = 1 - gssim_per_image(a, b).mean()
+    torch.testing.assert_close(gssim_loss(a, b), expected)
+    assert float(gssim_loss(b, b)) == pytest.approx(0.0, abs=1e-5)
+    gen = FlowGenerator(tiny_generator(gssim_weight=0.5))
+    cond = Conditioning(torch.randn(2, 5, 32), torch.randn(2, 32))
+    out = gen.loss(a, cond, torch.Generator().manual_seed(0))
+    assert set(out) == {"flow", "ssim", "gssim", "loss"}
+    assert 0 < float(out["gssim"].detach()) <= 0.5
+    out["gssim"].backward()
+    assert gen.unet.conv_in.weight.grad.abs().sum() > 0  # the term reaches the U-Net
+
+
 # --------------------------------------------------------------------------------------------- from the last frame
 def test_last_frame_source_starts_at_persistence_and_learns_the_change():
     from tamms.models.jepa_generator import Conditioning

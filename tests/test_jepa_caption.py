@@ -196,3 +196,31 @@ def test_caption_model_starts_from_a_trained_rgb_model(tmp_path):
     tiny_caption_model().save_pretrained(tmp_path / "caption")
     with pytest.raises(ConfigError, match="no coarse-RGB"):
         SatJEPATask._load_rgb_parts(model, str(tmp_path / "caption"))
+
+
+def test_caption_adapter_starts_as_the_rgb_adapter_without_its_reference():
+    """init_from_rgb: IJEPA stream and pooled vector equal the rgb adapter's (alpha * h_sem), caption tokens zero."""
+    from tamms.models.jepa_generator import SatJEPADiff
+
+    torch.manual_seed(2)
+    rgb = SatJEPADiff(tiny_rgb_config()).eval()
+    with torch.no_grad():
+        rgb.adapter.gate_logit.fill_(0.7)  # alpha != 0.5: the copy must carry the gate
+    model = tiny_caption_model().eval()
+    model.init_from_rgb(rgb)
+    z = torch.randn(2, 16, 32)  # [B, N, D]: 16 patches of 8 px at 32 px
+    caps = CaptionBatch(TEXTS[:2], TEXTS[2:])
+    cond, _ = model.condition(z, caps)
+    want = rgb.adapter(z, torch.rand(2, 4, 32, 32))
+    n = z.shape[1]
+    torch.testing.assert_close(cond.tokens[:, -n:], want.tokens[:, :n], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(cond.pooled, want.pooled, rtol=1e-4, atol=1e-5)
+    assert float(cond.tokens[:, :-n].abs().max()) == 0.0  # caption tokens: zero, as a dropped reference
+    assert torch.equal(model.generator.unet.conv_in.weight, rgb.generator.unet.conv_in.weight)
+    # the caption parts can learn: a step moves their (zeroed) projections
+    out = model.loss(torch.rand(2, 4, 32, 32), torch.rand(2, 4, 32, 32),
+                     CaptionBatch(TEXTS[:2], TEXTS[2:], TEXTS[1:3]), torch.tensor([30.0, 400.0]),
+                     generator=torch.Generator().manual_seed(0), current_days=torch.tensor([10.0, 200.0]))
+    model.train()
+    out["loss"].backward()
+    assert model.adapter.proj["informative"][-1].weight.grad.abs().sum() > 0

@@ -176,3 +176,60 @@ def test_bad_model_and_options_are_one_line_errors(tmp_path, capsys):
     with pytest.raises(ConfigError, match="holds a 'siamese' model"):
         ChangeDetectionTask(load_train_config(path, [f"model={json.dumps(TINY_UNICHANGE)}"], task="detect"),
                             init_from=siamese)
+
+
+def test_selection_on_real_val_pairs_saves_the_selected_step(tmp_path, monkeypatch):
+    """options.select_on_real_val: every validation scores the whole real val scenes; the saved weights are the
+    selected step's (checked against the weights of that step, kept by a callback), not the last step's."""
+    import lightning as L
+
+    levir = write_levir(tmp_path / "levir_cd", names=("train_1", "train_2", "val_1", "val_2"), size=40)
+    cfg = load_train_config(tiny_config(tmp_path, real=[str(levir)], max_steps=6, val_every=2),
+                            ["options.select_on_real_val=true", "options.synthetic_val_floor=0.0"], task="detect")
+    kept = {}
+
+    class KeepWeights(L.Callback):
+        def on_validation_epoch_end(self, trainer, module):
+            kept[int(trainer.global_step)] = {k: v.clone() for k, v in module.model.state_dict().items()}
+
+    out = train(cfg, tmp_path / "selected", callbacks=[KeepWeights()])
+    history = json.loads((out / "config.json").read_text())["training"]["history"]
+    rows = [r for r in history if "real_val_f1" in r]
+    assert [r["step"] for r in rows] == [2, 4, 6]
+    assert all(set(r["real_val_f1"]) == {"levir_cd"} and 0 <= r["real_val_mean_f1"] <= 1 for r in rows)
+    chosen = history[-1]["selected"]
+    best = max(rows, key=lambda r: r["real_val_mean_f1"])  # floor 0: the best real val F1 (first of ties)
+    assert chosen["step"] == best["step"]
+    saved = load_pretrained(out).state_dict()
+    assert all(torch.equal(saved[k], v) for k, v in kept[chosen["step"]].items())
+    # the scores are those of the whole val scenes through the tiled pipeline
+    from tamms.models.change.siamese import SiameseDetector
+    from tamms.pipelines.detect import DetectPipeline
+    from tamms.data.readers import read_dataset
+
+    pipe = DetectPipeline(SiameseDetector(load_pretrained(out)))
+    pairs = [p for p in read_dataset(levir).pairs if p.name.startswith("val")]
+    masks = [pipe(torch.from_numpy(p.before), torch.from_numpy(p.after)).mask[0] for p in pairs]
+    f1 = binary_change_scores(torch.stack(masks).bool(), torch.stack([torch.from_numpy(p.mask) for p in pairs]).bool())
+    assert float(f1["F1"]) == pytest.approx(chosen["real_val_mean_f1"], abs=1e-4)
+    # a middle step selected (scores stubbed by step): its weights are saved, not the last step's
+    monkeypatch.setattr(ChangeDetectionTask, "real_val_f1", lambda self: {"levir_cd": {2: 0.5, 4: 0.9, 6: 0.3}[
+        int(self.global_step)]})
+    kept.clear()
+    out = train(cfg, tmp_path / "middle", callbacks=[KeepWeights()])
+    assert json.loads((out / "config.json").read_text())["training"]["history"][-1]["selected"]["step"] == 4
+    saved = load_pretrained(out).state_dict()
+    assert all(torch.equal(saved[k], v) for k, v in kept[4].items())
+    assert not all(torch.equal(saved[k], v) for k, v in kept[6].items())
+
+
+def test_selection_needs_val_pairs_and_a_binary_network(tmp_path):
+    levir = write_levir(tmp_path / "levir_cd", names=("train_1", "train_2"))
+    cfg = load_train_config(tiny_config(tmp_path, real=[str(levir)], max_steps=2, val_every=2),
+                            ["options.select_on_real_val=true"], task="detect")
+    with pytest.raises(ConfigError, match="no val pairs"):
+        train(cfg, tmp_path / "none")
+    cfg = load_train_config(tiny_config(tmp_path, model=TINY_UNICHANGE, real=[str(levir)]),
+                            ["options.select_on_real_val=true"], task="detect")
+    with pytest.raises(ConfigError, match="UniChange"):
+        ChangeDetectionTask(cfg)

@@ -339,6 +339,42 @@ class MultiStreamAdapter(nn.Module):
         pooled = self.pooled_mlp(torch.cat([ijepa_tokens.mean(1), semantic_next], dim=-1))  # [B, pooled]
         return Conditioning(tokens=x, pooled=pooled, token_mask=mask)
 
+    @torch.no_grad()
+    def init_from_coarse_adapter(self, coarse) -> None:
+        """Start as a trained coarse-RGB `ConditioningAdapter` with its reference dropped: the IJEPA stream and the
+        pooled vector copied from it, every caption token zero (the zero tokens a dropped reference gave), and the
+        temporal layer an identity (its residual branches' output layers zeroed). The generator trained with that
+        adapter then draws the same forecast at step 0, and training adds what the captions carry."""
+        c = self.config
+        if (coarse.config.ijepa_dim, coarse.config.hidden_dim, coarse.config.cross_dim, coarse.config.pooled_dim) != \
+                (c.ijepa_dim, c.hidden_dim, c.cross_dim, c.pooled_dim):
+            raise ConfigError("the coarse-RGB adapter has other sizes than model.adapter (ijepa_dim, hidden_dim, "
+                              "cross_dim, pooled_dim): use the same sizes as the rgb model's config")
+        alpha = torch.sigmoid(coarse.gate_logit) if coarse.config.use_coarse else torch.tensor(1.0)
+        n = min(self.ijepa_pos.shape[1], coarse.ijepa_pos.shape[1])
+        self.ijepa_pos[:, :n] = coarse.ijepa_pos[:, :n]
+        self.proj["ijepa"].load_state_dict(coarse.ijepa_mlp.state_dict())
+        last = self.proj["ijepa"][-1]
+        last.weight.mul_(alpha)  # the rgb adapter gave alpha * h_sem
+        last.bias.mul_(alpha)
+        for name in ("informative", "geometric", "semantic"):
+            nn.init.zeros_(self.proj[name][-1].weight)
+            nn.init.zeros_(self.proj[name][-1].bias)
+        nn.init.zeros_(self.stream_embed.weight)
+        nn.init.zeros_(self.time_embed.weight)
+        self.stream_logits.zero_()
+        for layer in self.temporal.layers:  # pre-norm residual blocks: zero outputs make x + 0 + 0
+            nn.init.zeros_(layer.self_attn.out_proj.weight)
+            nn.init.zeros_(layer.self_attn.out_proj.bias)
+            nn.init.zeros_(layer.linear2.weight)
+            nn.init.zeros_(layer.linear2.bias)
+        first, rest = self.pooled_mlp[0], coarse.pooled_mlp
+        first.weight.zero_()
+        first.weight[:, :c.ijepa_dim] = rest[0].weight  # the text columns stay zero
+        first.bias.copy_(rest[0].bias)
+        for mine, theirs in zip(list(self.pooled_mlp)[1:], list(rest)[1:]):
+            mine.load_state_dict(theirs.state_dict())
+
 
 # --------------------------------------------------------------------------------------------- full model
 @dataclass
@@ -402,6 +438,20 @@ class CaptionGuidedSatJEPA(PretrainedModel):
         self.caption_forecaster = CaptionForecaster(c.forecaster)
         self.adapter = MultiStreamAdapter(c.adapter)
         self.generator = FlowGenerator(c.generator)
+
+    def init_from_rgb(self, rgb) -> None:
+        """Start from a trained coarse-RGB `SatJEPADiff` of the same sizes: its IJEPA module and flow U-Net, and an
+        adapter that gives the U-Net what the rgb adapter gave it without the coarse image
+        (`MultiStreamAdapter.init_from_coarse_adapter`)."""
+        for part in ("ijepa", "generator"):
+            try:
+                getattr(self, part).load_state_dict(getattr(rgb, part).state_dict())
+            except RuntimeError as exc:
+                first = str(exc).splitlines()
+                raise ConfigError(f"the {part} of the rgb model has other sizes than model.{part} "
+                                  f"({first[1].strip() if len(first) > 1 else exc}); use the same model.ijepa / "
+                                  "model.generator settings as its config") from None
+        self.adapter.init_from_coarse_adapter(rgb.adapter)
 
     def freeze_text_encoder(self) -> None:
         self.text_encoder.requires_grad_(False)

@@ -275,6 +275,23 @@ def forecast_model_from_pretrained(name_or_folder: str | Path, name: str | None 
     raise InputError(f"{folder} holds a {net.model_type} model, which does not forecast: give a forecaster's folder")
 
 
+def training_describer(name_or_folder: str | Path) -> Path | None:
+    """The folder of the describer a forecaster was trained with (`options.describer` of the training config
+    recorded in its config.json: a folder, or the name of shipped weights), or None when it records none."""
+    import json
+
+    from tamms.models import resolve_weights
+
+    if str(name_or_folder) in BUILTIN_FORECASTERS and not Path(name_or_folder).is_dir():
+        return None
+    folder = resolve_weights(name_or_folder, "tamms train forecast --config src/tamms/configs/forecast.yaml")
+    record = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    name = (((record.get("training") or {}).get("config") or {}).get("options") or {}).get("describer")
+    if not name:
+        return None
+    return resolve_weights(name, "tamms train describe")
+
+
 MIN_STEP_DAYS = 30.0  # a rollout step never covers less than a month
 
 
@@ -343,14 +360,15 @@ class ForecastPipeline:
                         **kwargs: Any) -> "ForecastPipeline":
         """`name_or_folder`: a saved forecaster's folder, the name of a shipped one (`tamms`, `simvp`, ...;
         see `tamms.registry.FORECAST_MODELS`), or "persistence" / "linear-trend". `model`: the name to report
-        (default: the folder's name). describer: "default" loads the shipped describer when the model uses M_t."""
+        (default: the folder's name). describer: "default" loads, when the model uses M_t, the describer the
+        forecaster was trained with (its training `options.describer`), else the shipped one."""
         from tamms.pipelines.describe import default_describer
 
         fm = forecast_model_from_pretrained(name_or_folder, model, scheduler=scheduler, strength=strength,
                                             describer=None if describer == "default" else describer)
         desc = None
         if fm.uses_semantic or fm.uses_text:
-            desc = default_describer() if describer == "default" else describer
+            desc = default_describer(training_describer(name_or_folder)) if describer == "default" else describer
         return cls(fm, desc, **kwargs)
 
     # --- inputs ---------------------------------------------------------------------------------

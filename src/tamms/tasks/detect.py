@@ -54,6 +54,12 @@ class DetectOptions:
     misregister: float = 0.0  # probability that a pair's later date is shifted by 1-2 px
     # the folders of data.real (by folder name) this run trains on; None = all (a stage can train on fewer)
     real_folders: list[str] | None = None
+    # model selection on the real val pairs: at every validation the whole val scenes of data.real are detected
+    # (tiled, as `tamms detect` does); the weights saved at the end are those with the best mean real val F1 over
+    # the folders among validations whose synthetic val F1 >= synthetic_val_floor (if none reaches it: the best
+    # synthetic val F1). False: the weights of the last step
+    select_on_real_val: bool = False
+    synthetic_val_floor: float = 0.9
 
     def __post_init__(self) -> None:
         if self.real_repeats < 1:
@@ -228,6 +234,12 @@ class ChangeDetectionTask(TammsTask):
         from tamms.metrics.change import BinaryChangeMetrics
 
         self.val_change = BinaryChangeMetrics()
+        self.val_synthetic = BinaryChangeMetrics()  # the val pairs with land cover (the synthetic world) alone
+        if self.options.select_on_real_val and self.model_name == "unichange":
+            raise ConfigError("options.select_on_real_val scores binary change networks (siamese, unet_ef); "
+                              "UniChange answers requests: set it to false for model.name unichange")
+        self.best_selection: dict[str, Any] | None = None  # {"record": {...}, "state": weights}
+        self._real_val: dict[str, list] | None = None
 
     def datamodule(self):
         from tamms.data.datamodule import SitsDataModule
@@ -326,7 +338,12 @@ class ChangeDetectionTask(TammsTask):
         return pred
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self.val_change.update(self.predict_change(batch), self._change_mask(batch).bool())
+        pred, truth = self.predict_change(batch), self._change_mask(batch).bool()
+        self.val_change.update(pred, truth)
+        _, known = pair_landcover(batch, tuple(batch["image"].shape[-2:]))
+        rows = [i for i, k in enumerate(known) if k]
+        if rows:
+            self.val_synthetic.update(pred[rows], truth[rows])
 
     def on_validation_epoch_end(self) -> None:
         if not self.val_change.update_called:
@@ -335,7 +352,82 @@ class ChangeDetectionTask(TammsTask):
         self.val_change.reset()
         for name in ("F1", "IoU", "precision", "recall"):
             self.log(f"val/{name.lower()}", scores[name].float(), prog_bar=name == "F1")
-        self.history.append({"step": int(self.global_step), "val_f1": round(float(scores["F1"]), 5)})
+        row = {"step": int(self.global_step), "val_f1": round(float(scores["F1"]), 5)}
+        if self.val_synthetic.update_called:
+            row["val_synthetic_f1"] = round(float(self.val_synthetic.compute()["F1"]), 5)
+            self.val_synthetic.reset()
+        if self.options.select_on_real_val:
+            self._select(row)
+        self.history.append(row)
+
+    # -- model selection on the real val scenes ---------------------------------------------------------
+    def real_val_pairs(self) -> dict[str, list]:
+        """{folder name: its val pairs} of data.real (whole scenes), by options.holdout or their recorded split."""
+        if self._real_val is None:
+            from tamms.data.datasets import pair_split
+
+            dm = self.datamodule()
+            dm.setup("fit")
+            self._real_val = {}
+            for pair in dm.pairs:
+                if pair_split(pair) == "val":
+                    self._real_val.setdefault(str(pair.meta.get("dataset")), []).append(pair)
+            if not self._real_val:
+                raise ConfigError("options.select_on_real_val: data.real holds no val pairs; name some under "
+                                  "options.holdout.<folder>.val (or set select_on_real_val: false)")
+        return self._real_val
+
+    @torch.no_grad()
+    def real_val_f1(self) -> dict[str, float]:
+        """Pooled F1 of every real val folder, whole scenes detected in overlapping tiles."""
+        from tamms.metrics.change import BinaryChangeMetrics
+        from tamms.models.change.siamese import SiameseDetector
+        from tamms.pipelines.detect import DetectPipeline
+
+        was_training = self.model.training
+        pipe = DetectPipeline(SiameseDetector(self.model, name="in training"))
+        out = {}
+        for folder, pairs in sorted(self.real_val_pairs().items()):
+            metric = BinaryChangeMetrics()
+            for pair in pairs:
+                bands = list(pair.rgb_bands or (0, 1, 2))
+                mask = pipe(torch.from_numpy(pair.before[bands]), torch.from_numpy(pair.after[bands])).mask[0]
+                metric.update(mask.bool(), torch.from_numpy(pair.mask).bool())
+            out[folder] = round(float(metric.compute()["F1"]), 5)
+        self.model.train(was_training)
+        return out
+
+    def _select(self, row: dict[str, Any]) -> None:
+        real = self.real_val_f1()
+        row["real_val_f1"] = real
+        row["real_val_mean_f1"] = round(sum(real.values()) / len(real), 5)
+        synthetic = row.get("val_synthetic_f1", 0.0)
+        key = (synthetic >= self.options.synthetic_val_floor,
+               row["real_val_mean_f1"] if synthetic >= self.options.synthetic_val_floor else synthetic)
+        best = self.best_selection
+        if best is None or key > tuple(best["key"]):
+            record = {k: row[k] for k in ("step", "val_synthetic_f1", "real_val_f1", "real_val_mean_f1") if k in row}
+            self.best_selection = {"key": list(key), "record": record,
+                                   "state": {k: v.detach().clone() for k, v in self.model.state_dict().items()}}
+            row["selected"] = True
+        print(f"[detect] step {row['step']}: synthetic val F1 {synthetic:.4f}, real val F1 {real}"
+              + (" (best so far)" if row.get("selected") else ""), flush=True)
+
+    def on_fit_end(self) -> None:
+        if self.best_selection is not None:  # the saved weights are the selected ones
+            self.model.load_state_dict(self.best_selection["state"])
+            self.history.append({"selected": self.best_selection["record"]})
+            print(f"[detect] selected the weights of step {self.best_selection['record']['step']} on the real val "
+                  "pairs", flush=True)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self.best_selection is not None:
+            checkpoint["detect_selection"] = self.best_selection
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.best_selection = checkpoint.get("detect_selection")
 
 
 __all__ = ["ChangeDetectionTask", "DetectOptions", "augment_not_change", "sample_task", "task_targets", "pair_landcover", "MODELS"]

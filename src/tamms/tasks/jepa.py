@@ -30,6 +30,9 @@ from tamms.models.jepa_caption import CaptionBatch
 from tamms.tasks.base import TammsTask
 
 VARIANTS = {"rgb": "satjepa-diff", "caption": "satjepa-diff-caption"}  # variant -> model_type
+# what a continued run (init_from) takes from `model:`: how it is trained, never the sizes of the network
+TRAINING_KEYS = {"": ("sd_weight", "caption_weight", "teacher_forcing"),
+                 "generator": ("ssim_weight", "gssim_weight", "train_start_noise", "sigma_range")}
 RGB_BANDS = ["red", "green", "blue"]
 
 
@@ -153,6 +156,7 @@ class SatJEPATask(TammsTask):
             if self.options.variant == "caption":
                 model.freeze_text_encoder()  # trained and frozen in the first run; its tokenizer came with it
             self.model = model
+            self._apply_training_keys()
         else:
             from tamms.models import build_model
 
@@ -165,6 +169,17 @@ class SatJEPATask(TammsTask):
         if self.options.ema_time_constants is not None:
             base = max(0.0, 1.0 - 2.0 * self.options.ema_time_constants / max(cfg.trainer.max_steps, 1))
             self.model.ijepa.config.ema_momentum = (base, 1.0)  # saved with the model's config
+
+    def _apply_training_keys(self) -> None:
+        """Loss weights and training noise given in `model:` replace the continued model's (its sizes stay)."""
+        given = dict(self.config.model or {})
+        for section, keys in TRAINING_KEYS.items():
+            source = given.get(section, {}) if section else given
+            target = getattr(self.model.config, section) if section else self.model.config
+            for key in keys:
+                if key in (source or {}):
+                    value = source[key]
+                    setattr(target, key, tuple(float(v) for v in value) if key == "sigma_range" else float(value))
 
     def _captioner(self):
         from tamms.models.jepa_caption import HistoryCaptioner
@@ -213,20 +228,17 @@ class SatJEPATask(TammsTask):
 
     @staticmethod
     def _load_rgb_parts(model, folder: str) -> None:
-        """IJEPA + flow U-Net weights of a trained coarse-RGB model (the caption variant shares their sizes)."""
+        """IJEPA, flow U-Net and adapter start of a trained coarse-RGB model (the caption variant shares their sizes)."""
         from tamms.models import load_pretrained
 
         rgb = load_pretrained(folder)
         if getattr(rgb, "variant", None) != "rgb":
             raise ConfigError(f"options.init_parts_from {folder} holds no coarse-RGB Sat-JEPA-Diff model: give the "
                               "folder of a `tamms train jepa --config src/tamms/configs/jepa.yaml` run")
-        for part in ("ijepa", "generator"):
-            try:
-                getattr(model, part).load_state_dict(getattr(rgb, part).state_dict())
-            except RuntimeError as exc:
-                raise ConfigError(f"options.init_parts_from: the {part} of {folder} has other sizes than model.{part} "
-                                  f"({str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else exc}); "
-                                  "use the same model.ijepa / model.generator settings as its config") from None
+        try:
+            model.init_from_rgb(rgb)
+        except ConfigError as exc:
+            raise ConfigError(f"options.init_parts_from {folder}: {exc}") from None
 
     def caption_corpus(self) -> list[str]:
         """Every caption of the training pairs (first draw of each window), in dataset order."""
