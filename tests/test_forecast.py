@@ -276,9 +276,10 @@ def test_cli_forecast_geotiff_keeps_georeferencing(tmp_path):
             "--weights", str(weights), "--model", "tamms-base-control"]
     main(args)
     with rasterio.open(seq_dir / "2018-07-03.tif") as ref, rasterio.open(out) as got:
-        assert (got.width, got.height, got.count) == (300, 200, 3)
+        assert (got.width, got.height, got.count) == (300, 200, 4)  # every input band, NIR too
         assert got.crs == ref.crs and got.transform == ref.transform
-        assert got.dtypes[0] == "uint16"
+        assert set(got.dtypes) == {"uint16"} and got.descriptions == ("red", "green", "blue", "nir")
+        assert 100 <= got.read(4).mean() <= 3000  # NIR scaled back to the input's units
     with rasterio.open(out.with_name("forecast_spread.tif")) as spread:
         assert (spread.width, spread.height) == (300, 200)
     assert out.with_suffix(".png").exists()
@@ -297,7 +298,7 @@ def test_cli_forecast_on_synthetic_folder(tmp_path):
     out = tmp_path / "p.tif"
     main(["forecast", str(folders[0]), "--date", "2030-01-01", "--out", str(out), "--model", "persistence"])
     with rasterio.open(out) as got:
-        assert (got.width, got.height, got.count) == (32, 32, 3)
+        assert (got.width, got.height, got.count) == (32, 32, 4)  # R, G, B, NIR
     with pytest.raises(SystemExit):
         main(["forecast", str(folders[0]), "--date", "2000-01-01", "--out", str(tmp_path / "q.tif"),
               "--model", "persistence"])
@@ -333,3 +334,43 @@ def test_pipeline_loads_the_describer_the_forecaster_was_trained_with(tmp_path):
 
     with pytest.raises(MissingWeightsError, match="tamms train describe"):
         ForecastPipeline.from_pretrained(folder)
+
+
+def test_transfer_bands_carries_the_other_bands_with_the_rgb_change():
+    """Bands the model does not forecast follow the RGB forecast by the change relation seen in the history."""
+    from tamms.pipelines.forecast import transfer_bands
+
+    rng = np.random.default_rng(0)
+    rgb_frames = rng.random((4, 3, 16, 16)) * 0.5 + 0.2  # [T, 3, H, W]
+    w = np.array([-0.8, 0.3, 0.1])  # NIR change = w . RGB change (vegetation lost: red up, NIR down)
+    nir = np.empty((4, 1, 16, 16))
+    nir[0] = 0.5
+    for t in range(1, 4):
+        nir[t] = nir[t - 1] + np.tensordot(w, rgb_frames[t] - rgb_frames[t - 1], axes=1)[None]
+    # band order as Landsat's SWIR-less layout: NIR first, then R, G, B (rgb indices 1, 2, 3)
+    history = np.concatenate([nir, rgb_frames], axis=1).astype(np.float32)  # [T, 4, H, W]
+    forecast_rgb = (rgb_frames[-1] + 0.05).astype(np.float32)
+    out = transfer_bands(history, [1, 2, 3], forecast_rgb, ridge=0.0)
+    assert out.shape == (4, 16, 16)
+    np.testing.assert_allclose(out[1:], forecast_rgb, atol=1e-6)  # the RGB bands are the forecast
+    expected = np.clip(nir[-1, 0] + np.tensordot(w, forecast_rgb - rgb_frames[-1], axes=1), 0, 1)
+    np.testing.assert_allclose(out[0], expected, atol=1e-4)
+    # no RGB change forecast: every band stays as the last frame; one frame: the other bands persist
+    np.testing.assert_allclose(transfer_bands(history, [1, 2, 3], history[-1, 1:]), history[-1], atol=1e-6)
+    np.testing.assert_allclose(transfer_bands(history[-1:], [1, 2, 3], forecast_rgb)[0], history[-1, 0], atol=1e-6)
+
+
+def test_forecast_output_holds_every_input_band_in_input_order():
+    from tamms.data.sequence import SitsSequence
+    from tamms.pipelines.forecast import ForecastPipeline
+
+    rng = np.random.default_rng(1)
+    frames = rng.random((3, 5, 24, 24)).astype(np.float32)  # SWIR1, NIR, R, G, B
+    seq = SitsSequence(frames=frames, dates=["2019-06-01", "2020-06-01", "2021-06-01"],
+                       band_names=["swir1", "nir", "red", "green", "blue"])
+    out = ForecastPipeline.from_pretrained("linear-trend")(seq, "2022-06-01")
+    assert out.bands.shape == (1, 5, 24, 24) and out.band_names == ["swir1", "nir", "red", "green", "blue"]
+    torch.testing.assert_close(out.bands[0, list(seq.rgb_bands)], out.mean[0])
+    rollout = ForecastPipeline.from_pretrained("persistence")(seq, ["2022-06-01", "2023-06-01"])
+    assert [t.bands.shape[1] for t in rollout.trajectory] == [5, 5]
+    torch.testing.assert_close(rollout.bands[0], torch.from_numpy(frames[-1]))  # persistence: every band

@@ -61,10 +61,12 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
         pipe = ForecastPipeline.from_pretrained(str(weights) if weights else model, model=model, scheduler=sampler,
                                                 strength=strength)
         result = pipe(seq, date, num_samples=samples, num_inference_steps=steps, seed=seed)
-        forecast = result.mean[0].numpy()  # [3, H, W] in [0, 1]
+        forecast = result.mean[0].numpy()  # [3, H, W] in [0, 1]: the RGB the model forecast
+        every_band = result.bands[0].numpy() if result.bands is not None else forecast  # [C_in, H, W]
         tif, spread_tif, png = _outputs(out, samples)
         nodata = seq.nodata_mask[-1] if seq.nodata_mask is not None and seq.meta.get("nodata") is not None else None
-        write_geotiff(tif, forecast, reference=seq, overwrite=overwrite, nodata_mask=nodata)
+        # every input band, in the input's order, dtype, scaling, nodata and grid
+        write_geotiff(tif, every_band, reference=seq, overwrite=overwrite, nodata_mask=nodata)
         if spread_tif is not None:
             write_geotiff(spread_tif, result.spread[0].numpy(), reference=seq, overwrite=overwrite, scale_back=False)
         # the preview uses one stretch for the last input frame and the forecast, so they compare

@@ -310,6 +310,34 @@ def rollout_days(last_day: float, target_days: Sequence[float], limit: float | N
     return days, requested
 
 
+def transfer_bands(history: np.ndarray, rgb: Sequence[int], forecast_rgb: np.ndarray,
+                   ridge: float = 1e-3) -> np.ndarray:
+    """Every band of a forecast from its RGB forecast: `history` `[T, C, H, W]` (all bands, [0, 1]), `rgb` the
+    indices of its three RGB bands, `forecast_rgb` `[3, H, W]` -> `[C, H, W]`.
+
+    The RGB bands are the forecast. Each other band (NIR, SWIR, ...) is the last frame plus the change the RGB
+    forecast implies for it: `last_b + w_b . (forecast_rgb - last_rgb)`, with `w_b` the ridge least-squares fit of
+    that band's change on the RGB change over the consecutive frame pairs of this history (all pixels). With one
+    frame there is no observed change and the other bands stay as the last frame."""
+    history = np.nan_to_num(np.asarray(history, dtype=np.float64))
+    rgb = list(rgb)
+    t, c = history.shape[:2]
+    out = history[-1].copy()  # [C, H, W]
+    delta_forecast = np.asarray(forecast_rgb, dtype=np.float64) - history[-1, rgb]  # [3, H, W]
+    for band in set(rgb):  # grey data gives band 0 three times: their mean
+        out[band] = np.mean([forecast_rgb[k] for k in range(3) if rgb[k] == band], axis=0)
+    others = [b for b in range(c) if b not in rgb]
+    if others and t >= 2:
+        steps = np.diff(history, axis=0)  # [T-1, C, H, W]: the observed changes
+        x = steps[:, rgb].transpose(1, 0, 2, 3).reshape(3, -1).T  # [N, 3]
+        gram = x.T @ x + ridge * len(x) * np.eye(3)
+        for band in others:
+            y = steps[:, band].reshape(-1)  # [N]
+            w = np.linalg.solve(gram, x.T @ y)  # [3]
+            out[band] = history[-1, band] + np.tensordot(w, delta_forecast, axes=1)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
 def concat_outputs(outputs: Sequence[ForecastOutput]) -> ForecastOutput:
     """One output for a batch forecast piece by piece (each piece one sequence)."""
     def cat(name: str):
@@ -319,7 +347,10 @@ def concat_outputs(outputs: Sequence[ForecastOutput]) -> ForecastOutput:
     texts = None if any(o.texts is None for o in outputs) else [t for o in outputs for t in o.texts]
     steps = len(outputs[0].trajectory)
     trajectory = [concat_outputs([o.trajectory[i] for o in outputs]) for i in range(steps)]
-    return ForecastOutput(cat("images"), cat("mean"), cat("spread"), cat("target_days"), texts, trajectory)
+    same_bands = len({None if o.bands is None else o.bands.shape[1] for o in outputs}) == 1
+    names = outputs[0].band_names if all(o.band_names == outputs[0].band_names for o in outputs) else None
+    return ForecastOutput(cat("images"), cat("mean"), cat("spread"), cat("target_days"), texts, trajectory,
+                          cat("bands") if same_bands else None, names)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -393,6 +424,32 @@ class ForecastPipeline:
             frames = np.concatenate([np.repeat(frames[:1], pad, 0), frames])
             days = np.concatenate([np.repeat(days[:1], pad), days])
         return frames.astype(np.float32), days
+
+    @staticmethod
+    def _all_bands(seq: Any) -> tuple[np.ndarray, list[int], list[str] | None]:
+        """Every band of the frames `[T, C, H, W]`, the indices of the RGB bands the model reads, the band names."""
+        if isinstance(seq, dict):
+            frames = seq["image"].numpy() if isinstance(seq["image"], torch.Tensor) else np.asarray(seq["image"])
+            names = seq.get("band_names")
+        else:
+            frames, names = seq.frames, list(seq.band_names) if seq.band_names else None
+            if seq.rgb_bands is not None:
+                return np.asarray(frames, dtype=np.float32), list(seq.rgb_bands), names
+        rgb = [0, 1, 2] if frames.shape[1] >= 3 else [0, 0, 0]  # grey data: the model read band 0 three times
+        return np.asarray(frames, dtype=np.float32), rgb, names
+
+    def _with_all_bands(self, output: ForecastOutput, seqs: list) -> ForecastOutput:
+        """`output.bands`: every input band of each sequence (`transfer_bands`), one tensor when the counts agree."""
+        full = [self._all_bands(s) for s in seqs]
+        if len({f.shape[1] for f, _, _ in full}) != 1:
+            return output
+        bands = torch.from_numpy(np.stack([transfer_bands(f, rgb, m.numpy()) for (f, rgb, _), m in
+                                           zip(full, output.mean)]))  # [B, C_in, H, W]
+        names = full[0][2] if all(n == full[0][2] for _, _, n in full) else None
+        from dataclasses import replace
+
+        return replace(output, bands=bands, band_names=names,
+                       trajectory=[self._with_all_bands(t, seqs) for t in output.trajectory])
 
     def _conditioning(self, history: torch.Tensor, days: torch.Tensor) -> tuple[dict[str, torch.Tensor], list[str] | None]:
         if self.describer is None or not (self.model.uses_semantic or self.model.uses_text):
@@ -482,7 +539,8 @@ class ForecastPipeline:
             history = torch.cat([history[:, 1:], newest[:, None]], dim=1)
             days = torch.cat([days[:, 1:], target_days[:, None]], dim=1)
 
-        # 6. output: the last date, with the whole trajectory
+        # 6. output: the last date, with the whole trajectory, every input band
         final = trajectory[-1]
-        return ForecastOutput(final.images, final.mean, final.spread, final.target_days, final.texts,
-                              trajectory if len(trajectory) > 1 else [])
+        output = ForecastOutput(final.images, final.mean, final.spread, final.target_days, final.texts,
+                                trajectory if len(trajectory) > 1 else [])
+        return self._with_all_bands(output, seqs)

@@ -18,6 +18,10 @@ class ForecastOutput:
     target_days: torch.Tensor  # [B] days since 1970-01-01
     texts: list[str] | None = None  # the descriptions that conditioned the forecast, when used
     trajectory: list["ForecastOutput"] = field(default_factory=list)  # one output per date of a rollout
+    # every band of the input, in its order [B, C_in, H, W] in [0, 1]: the RGB forecast (`mean`) in the RGB bands,
+    # the other bands (NIR, SWIR, ...) carried along by `tamms.pipelines.forecast.transfer_bands`
+    bands: torch.Tensor | None = None
+    band_names: list[str] | None = None
 
     @property
     def target_dates(self) -> list[dt.date]:
