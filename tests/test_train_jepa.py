@@ -164,6 +164,23 @@ def test_two_stages_continue_with_the_text_encoder_frozen(tmp_path, pixel_captio
     assert not torch.equal(first.generator.unet.conv_in.weight, last.generator.unet.conv_in.weight)
 
 
+def test_a_continued_stage_takes_new_loss_weights_but_keeps_the_network(tmp_path):
+    """Stage 2 adds the GSSIM term (a training key of model:); the sizes stay those of the stage-1 model."""
+    from tamms.models import load_pretrained
+    from tamms.tasks.base import train
+
+    raw = tiny_config("rgb", steps=2)
+    raw["stages"] = [{"name": "base"}, {"name": "gssim", "set": {"trainer.max_steps": 2,
+                                                                 "model.generator.gssim_weight": 0.5,
+                                                                 "model.generator.block_out_channels": [8, 8, 8]}}]
+    folder = train(load_train_config(raw, task="jepa"), out=tmp_path / "out")
+    first, last = load_pretrained(tmp_path / "out" / "stages" / "base"), load_pretrained(folder)
+    assert first.config.generator.gssim_weight == 0.0 and last.config.generator.gssim_weight == 0.5
+    assert tuple(last.config.generator.block_out_channels) == (16, 32, 32)  # a size: never changed by a stage
+    rows = [r for r in last.pretrained_metadata["training"]["history"] if "diff/gssim" in r]
+    assert rows and all(r["diff/gssim"] > 0 for r in rows)  # the term was trained with
+
+
 class PixelCaptioner:
     """A stand-in for HistoryCaptioner that captions from the pixels only (their mean) and counts its calls."""
 
@@ -265,5 +282,9 @@ def test_shipped_configs_parse_into_the_models_they_describe():
         assert cfg.data.history == (1 if variant == "rgb" else 2)
         assert model.generator.source == "last" and model.ijepa.use_season and options.ema_time_constants == 3.0
         assert cfg.optim.lr * cfg.optim.min_lr_ratio == pytest.approx(6e-6, rel=1e-4)  # the cosine's floor
-        assert not cfg.stages  # one run each
+        if variant == "rgb":  # base, then a stage with the GSSIM term at half the learning rate
+            assert [st.name for st in cfg.stages] == ["base", "gssim"] and model.generator.gssim_weight == 0.0
+            assert cfg.stages[1].set["model.generator.gssim_weight"] > 0
+        else:
+            assert not cfg.stages
     assert options.init_parts_from == "src/tamms/weights/satjepa"  # the caption model starts from the RGB one
