@@ -1,7 +1,7 @@
 """Sat-JEPA-Diff benchmark: the paper's table (L1, MSE, PSNR, SSIM, GSSIM, LPIPS, FID) with persistence, SimVP,
 ConvLSTM and TAMMs-small in the same run, the IJEPA ablation, multi-step rollouts and the rollout figure.
 
-    OMP_NUM_THREADS=1 python benchmarks/jepa_forecast.py [--n 32] [--n-val 16] [--overwrite]
+    OMP_NUM_THREADS=1 python benchmarks/jepa_forecast.py [--n 96] [--n-val 32] [--overwrite] [--write-sampler]
         [--satjepa DIR] [--satjepa-caption DIR]
 
 Data: the synthetic world (64 x 64, seed 0), held-out by `tamms.data.synthetic.split_of(id)`:
@@ -71,7 +71,7 @@ def load(name: str, folders: dict, zero_ijepa: bool = False, sampler: dict | Non
     if name.startswith("satjepa"):
         pipe.model.zero_ijepa = zero_ijepa
         if sampler:
-            set_sampler(pipe.model.pipeline.model, sampler["start_noise"], sampler["steps"])
+            set_sampler(pipe.model.pipeline.model, sampler["start_noise"], sampler["steps"], sampler.get("end_sigma", 0.0))
             pipe.model.default_steps = sampler["steps"]
     return pipe
 
@@ -95,15 +95,16 @@ def next_frame(pipe, seqs, samples: int = 1) -> tuple[dict, float]:
     return score(pred[:, :3], target), seconds
 
 
-def choose_sampler(name: str, folders: dict, val, noises, grid_steps) -> tuple[dict, list[dict]]:
-    """The (start noise, steps) of best validation PSNR (ties: fewer steps, less noise)."""
+def choose_sampler(name: str, folders: dict, val, noises, grid_steps, end_sigmas) -> tuple[dict, list[dict]]:
+    """The (start noise, steps, end sigma) of best validation PSNR (ties: fewer steps, less noise, end sigma 0)."""
     grid = []
-    for noise, steps in itertools.product(noises, grid_steps):
-        row, _ = next_frame(load(name, folders, sampler={"start_noise": noise, "steps": steps}), val)
-        grid.append({"start_noise": noise, "steps": steps, "PSNR": row["PSNR"], "GSSIM": row["GSSIM"]})
-        print(f"[val] {name} noise {noise} steps {steps}: PSNR {row['PSNR']:.3f} GSSIM {row['GSSIM']:.4f}", flush=True)
-    best = max(grid, key=lambda r: (round(r["PSNR"], 3), -r["steps"], -r["start_noise"]))
-    return {"start_noise": best["start_noise"], "steps": best["steps"]}, grid
+    for noise, steps, end in itertools.product(noises, grid_steps, end_sigmas):
+        row, _ = next_frame(load(name, folders, sampler={"start_noise": noise, "steps": steps, "end_sigma": end}), val)
+        grid.append({"start_noise": noise, "steps": steps, "end_sigma": end, "PSNR": row["PSNR"], "GSSIM": row["GSSIM"]})
+        print(f"[val] {name} noise {noise} steps {steps} end sigma {end}: PSNR {row['PSNR']:.3f} "
+              f"GSSIM {row['GSSIM']:.4f}", flush=True)
+    best = max(grid, key=lambda r: (round(r["PSNR"], 3), -r["steps"], -r["start_noise"], -r["end_sigma"]))
+    return {"start_noise": best["start_noise"], "steps": best["steps"], "end_sigma": best["end_sigma"]}, grid
 
 
 def rollout_rows(pipes: dict, seqs) -> list[dict]:
@@ -129,10 +130,14 @@ def fmt(v) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=32, help="test sequences (next frame)")
-    ap.add_argument("--n-val", type=int, default=16, help="validation sequences (sampler choice)")
+    ap.add_argument("--n", type=int, default=96, help="test sequences (next frame)")
+    ap.add_argument("--n-val", type=int, default=32, help="validation sequences (sampler choice)")
     ap.add_argument("--n-rollout", type=int, default=12, help="test sequences with 8 frames (rollout)")
-    ap.add_argument("--noises", type=float, nargs="+", default=[0.0, 0.05, 0.1], help="start noise grid")
+    ap.add_argument("--noises", type=float, nargs="+", default=[0.0, 0.05], help="start noise grid")
+    ap.add_argument("--end-sigmas", type=float, nargs="+", default=[0.0, 0.25, 0.5],
+                    help="end sigma grid (the sampler stops there: the predicted change scaled by 1 - end sigma)")
+    ap.add_argument("--write-sampler", action="store_true",
+                    help="write the sampler chosen on validation into each Sat-JEPA-Diff weights folder's config.json")
     ap.add_argument("--grid-steps", type=int, nargs="+", default=[1, 2],
                     help="sampler steps grid (the shipped models train at sigmas 0.5-1: 1 and 2 steps stay there)")
     ap.add_argument("--steps", type=int, default=None, help="sampler steps: replaces the grid's (tamms benchmark --quick)")
@@ -154,7 +159,16 @@ def main(argv: list[str] | None = None) -> int:
     # 1. sampler choice on validation
     chosen, grids = {}, {}
     for name in ("satjepa", "satjepa-caption"):
-        chosen[name], grids[name] = choose_sampler(name, folders, val, args.noises, args.grid_steps)
+        chosen[name], grids[name] = choose_sampler(name, folders, val, args.noises, args.grid_steps, args.end_sigmas)
+        if args.write_sampler:  # the weights folder's config.json holds the chosen sampler (safetensors untouched)
+            from tamms.pipelines.jepa import SatJEPAPipeline, set_sampler
+            from tamms.utils import default_weights
+
+            folder = folders.get(name) or default_weights(name)
+            model = SatJEPAPipeline.from_pretrained(folder, variant="caption" if "caption" in name else "rgb").model
+            set_sampler(model, chosen[name]["start_noise"], chosen[name]["steps"], chosen[name]["end_sigma"])
+            model.save_pretrained(folder, overwrite=True)
+            print(f"[val] {name}: sampler {chosen[name]} written to {folder}/config.json", flush=True)
 
     # 2. next frame on test
     rows = []
@@ -199,12 +213,15 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         lines.append(f"| {r['label']} | " + " | ".join(fmt(r.get(c)) for c in COLUMNS)
                      + f" | {r['seconds_per_image']:.2f} |")
-    lines += ["", "Sampler (start noise in model space [-1, 1], Euler steps from the last frame), chosen by PSNR on "
+    lines += ["", "Sampler (start noise in model space [-1, 1], Euler steps from the last frame, the sigma it stops at: "
+              "the predicted change scaled by 1 - end sigma), chosen by PSNR on "
               f"{len(val)} validation sequences: " + "; ".join(
-                  f"{k}: noise {v['start_noise']}, {v['steps']} steps" for k, v in chosen.items()), ""]
-    lines += ["| model | start noise | steps | val PSNR | val GSSIM |", "|---|---|---|---|---|"]
+                  f"{k}: noise {v['start_noise']}, {v['steps']} steps, end sigma {v['end_sigma']}"
+                  for k, v in chosen.items()), ""]
+    lines += ["| model | start noise | steps | end sigma | val PSNR | val GSSIM |", "|---|---|---|---|---|---|"]
     for name, grid in grids.items():
-        lines += [f"| {name} | {g['start_noise']} | {g['steps']} | {g['PSNR']:.3f} | {g['GSSIM']:.4f} |" for g in grid]
+        lines += [f"| {name} | {g['start_noise']} | {g['steps']} | {g['end_sigma']} | {g['PSNR']:.3f} | "
+                  f"{g['GSSIM']:.4f} |" for g in grid]
     lines += ["", f"## Multi-step rollout ({len(roll_seqs)} test sequences of 8 frames; history frames 0-2, every "
               "forecast fed back)", "", "| model | " + " | ".join(
                   f"step {k} PSNR / GSSIM" for k in sorted({r['step'] for r in roll})) + " |",
@@ -226,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     pipes = {}
     for name, variant in (("satjepa", "rgb"), ("satjepa-caption", "caption")):
         pipes[name] = SatJEPAPipeline.from_pretrained(folders.get(name), variant=variant)
-        set_sampler(pipes[name].model, chosen[name]["start_noise"], chosen[name]["steps"])
+        set_sampler(pipes[name].model, chosen[name]["start_noise"], chosen[name]["steps"], chosen[name]["end_sigma"])
     rollout_figure(RESULTS / "jepa_rollout.png", seq, pipes, num_inference_steps=None, seed=0,
                    overwrite=args.overwrite)
     print("\n".join(lines))

@@ -270,6 +270,14 @@ def test_last_frame_source_starts_at_persistence_and_learns_the_change():
     gen.config.start_noise = 0.0
     err_learnt = (gen.sample(cond, last, num_inference_steps=2) - nxt).abs().mean()
     assert float(err_learnt) < 0.5 * float((last - nxt).abs().mean())  # better than persistence on this toy
+    # end_sigma stops the flow early: one step to sigma 0.5 is half the predicted change
+    full = gen.sample(cond, last, num_inference_steps=1)
+    gen.config.end_sigma = 0.5
+    half = gen.sample(cond, last, num_inference_steps=1)
+    inside = (full > 0) & (full < 1)  # where the full step was not clipped to [0, 1]
+    assert inside.float().mean() > 0.5 and not torch.allclose(half, full)
+    torch.testing.assert_close(half[inside], (last + 0.5 * (full - last))[inside], rtol=0, atol=1e-5)
+    gen.config.end_sigma = 0.0
     with pytest.raises(InputError, match="last frame"):
         gen.loss(nxt, cond, start=None)
 

@@ -212,9 +212,14 @@ class SatJEPAPipeline:
 
 
 # --------------------------------------------------------------------------------------------- sampler choice
-def set_sampler(model, start_noise: float | None = None, num_inference_steps: int | None = None) -> None:
-    """Set the generator's inference start noise and sampler steps (saved with the model's config)."""
+def set_sampler(model, start_noise: float | None = None, num_inference_steps: int | None = None,
+                end_sigma: float | None = None) -> None:
+    """Set the generator's inference start noise, sampler steps and end sigma (saved with the model's config)."""
     g = model.config.generator
+    if end_sigma is not None:
+        if not 0.0 <= end_sigma < 1.0:
+            raise InputError(f"end_sigma must be in [0, 1), got {end_sigma}")
+        g.end_sigma = float(end_sigma)
     if start_noise is not None:
         if start_noise < 0:
             raise InputError(f"start_noise must be >= 0, got {start_noise}")
