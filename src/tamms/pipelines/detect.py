@@ -71,7 +71,7 @@ def detector_from_pretrained(name_or_folder: str | Path, **options: Any) -> Chan
     if isinstance(net, SiameseChangeNet):
         if options:
             raise ConfigError(f"the siamese detector takes no options (got {sorted(options)}): it finds every change")
-        return SiameseDetector(net, name="siamese" if shipped else f"siamese:{folder.name}")
+        return SiameseDetector(net, name=str(name_or_folder) if shipped else f"siamese:{folder.name}")
     if isinstance(net, UNetEF):  # the benchmark peer: the same binary interface as the siamese net
         if options:
             raise ConfigError(f"the unet-ef detector takes no options (got {sorted(options)}): it finds every change")
