@@ -4,7 +4,7 @@ The forecaster (weights/tamms) was trained on the v1 describer's M_t and text em
 happens to its forecasts when another describer feeds it. Same cases, same seeds and noise, only the
 describer differs. Cases: the first `--cases` synthetic test cases of benchmarks/forecast_quality.py
 (last 3 frames -> the future frame) and the two real series. Scores: tamms.evaluation (forecast_quality's
-`evaluate`, detector "default").
+`evaluate`, detector "siamese", the synthetic-world detector its results name).
 
     OMP_NUM_THREADS=1 python benchmarks/describer_forecaster_check.py --cases 24
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     from tamms.utils import default_weights
 
     cases = fq.synthetic_cases(1000, args.cases) + fq.real_cases(args.data)
-    detector = load_change_detector("default")
+    detector = load_change_detector("siamese")
     rows = {}
     for name in args.describers.split(","):
         folder = Path(name) if Path(name).exists() else default_weights(name)

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--max-synthetic", type=int, default=96)
     ap.add_argument("--pool", type=int, default=1000)
-    ap.add_argument("--detector", default="default")
+    ap.add_argument("--detector", default="siamese")  # the C of forecast_quality.py
     args = ap.parse_args(argv)
 
     from tamms.evaluation import ChangeEvaluation, load_change_detector

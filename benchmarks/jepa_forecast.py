@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tamms-samples", type=int, default=2, help="TAMMs-small: mean of this many samples")
     ap.add_argument("--satjepa", default=None, help="coarse-RGB weights folder (default: shipped)")
     ap.add_argument("--satjepa-caption", default=None, help="caption-guided weights folder (default: shipped)")
+    ap.add_argument("--ablation", action="append", default=[],
+                    help="LABEL=FOLDER: other coarse-RGB weights scored with satjepa's sampler (repeatable)")
     ap.add_argument("--skip-baselines", action="store_true", help="only the Sat-JEPA-Diff rows (quick checks)")
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args(argv)
@@ -185,6 +187,24 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"model": name, "label": LABELS[name], **row, "seconds_per_image": seconds, **extra})
         print(f"[test] {name}: PSNR {row['PSNR']:.3f} GSSIM {row['GSSIM']:.4f}", flush=True)
 
+    # 2b. ablation of the training recipe: other coarse-RGB weights (e.g. the GSSIM weight at equal budget), each
+    # with the sampler chosen for satjepa, on validation and test
+    ablation = []
+    for item in args.ablation:
+        label, _, folder = item.partition("=")
+        pipe = load("satjepa", {"satjepa": folder}, sampler=chosen["satjepa"])
+        (val_row, _), (test_row, _) = next_frame(pipe, val), next_frame(pipe, test)
+        ablation.append({"label": label, "folder": folder, "val_PSNR": val_row["PSNR"], "val_GSSIM": val_row["GSSIM"],
+                         "test_PSNR": test_row["PSNR"], "test_GSSIM": test_row["GSSIM"]})
+        print(f"[ablation] {label}: val {val_row['PSNR']:.3f} / {val_row['GSSIM']:.4f}, test {test_row['PSNR']:.3f} / "
+              f"{test_row['GSSIM']:.4f}", flush=True)
+    if args.ablation:
+        persistence_val, _ = next_frame(load("persistence", folders), val)
+        ablation.insert(0, {"label": "persistence", "folder": None, "val_PSNR": persistence_val["PSNR"],
+                            "val_GSSIM": persistence_val["GSSIM"],
+                            **{f"test_{k}": next(r[k] for r in rows if r["model"] == "persistence")
+                               for k in ("PSNR", "GSSIM")}})
+
     # 3. rollouts
     roll_seqs = sequences("test", args.n_rollout, frames=8)
     roll_models = ["persistence", "satjepa", "satjepa-caption"] + ([] if args.skip_baselines else ["simvp", "convlstm"])
@@ -197,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                   "rollout_n": len(roll_seqs)},
         "task": "next frame: 4 input frames + dates -> the future frame at its date",
         "metrics": "tamms.evaluation.forecast_scores on RGB in [0, 1], data_range 1; mean over cases",
-        "sampler_choice": chosen, "sampler_grid": grids, "rows": rows, "rollout": roll,
+        "sampler_choice": chosen, "sampler_grid": grids, "rows": rows, "rollout": roll, "ablation": ablation,
         "seconds": round(time.perf_counter() - t0, 1),
         "machine": f"{platform.machine()} {platform.system()}, torch {torch.__version__}, 1 thread",
     }
@@ -222,6 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, grid in grids.items():
         lines += [f"| {name} | {g['start_noise']} | {g['steps']} | {g['end_sigma']} | {g['PSNR']:.3f} | "
                   f"{g['GSSIM']:.4f} |" for g in grid]
+    if ablation:
+        lines += ["", "## Training recipe at equal budget (coarse-RGB weights, satjepa's sampler, one seed each)", "",
+                  "| weights | val PSNR | val GSSIM | test PSNR | test GSSIM |", "|---|---|---|---|---|"]
+        lines += [f"| {a['label']} | {a['val_PSNR']:.3f} | {a['val_GSSIM']:.4f} | {a['test_PSNR']:.3f} | "
+                  f"{a['test_GSSIM']:.4f} |" for a in ablation]
     lines += ["", f"## Multi-step rollout ({len(roll_seqs)} test sequences of 8 frames; history frames 0-2, every "
               "forecast fed back)", "", "| model | " + " | ".join(
                   f"step {k} PSNR / GSSIM" for k in sorted({r['step'] for r in roll})) + " |",

@@ -58,6 +58,22 @@ def test_a_long_horizon_continues_the_change_step_by_step():
     assert gaps == [3 * 365.0]
 
 
+def test_models_trained_on_any_gap_take_one_step_to_any_date():
+    """Sat-JEPA-Diff (any_gap): "auto" does not split a long horizon by its (one-gap) history window."""
+    from tamms.pipelines.jepa import SatJEPAForecastModel
+
+    assert SatJEPAForecastModel.any_gap
+    model, gaps = _stepper()
+    model.any_gap = True
+    pipe = ForecastPipeline(model)
+    seq = _sequence()
+    pipe(seq, seq.dates[-1] + dt.timedelta(days=3 * 365))
+    assert gaps == [3 * 365.0]
+    gaps.clear()
+    pipe(seq, [seq.dates[-1] + dt.timedelta(days=365), seq.dates[-1] + dt.timedelta(days=3 * 365)])
+    assert gaps == [365.0, 2 * 365.0]  # asked dates are still forecast one after another
+
+
 def test_sequences_with_different_rollouts_in_one_call():
     model, gaps = _stepper()
     pipe = ForecastPipeline(model)

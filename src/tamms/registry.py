@@ -17,9 +17,10 @@ Forecasters (`FORECAST_MODELS`, a dict name -> loader returning a `tamms.pipelin
 
 Add one with `register_forecast_model(name, loader)`.
 
-Change detectors (`DETECTORS`): "cva" (classical), "siamese", "unichange"; "default" is `DEFAULT_DETECTOR`, the
-best detector trained here and the default `C` of the TCS metric (TAMMs sec. 2.3; the paper used P2V-CD). Its
-choice is measured, not assumed: see benchmarks/results/detect_quality.md.
+Change detectors (`DETECTORS`): "cva" (classical), "siamese", "siamese-real", "unichange"; "default" is
+`DEFAULT_DETECTOR`, the detector chosen on real validation scenes and the default `C` of the TCS metric (TAMMs
+sec. 2.3; the paper used P2V-CD). Its choice is measured, not assumed: see benchmarks/results/detect_real.md. The
+synthetic-world benchmarks name their `C` ("siamese") explicitly.
 """
 
 from __future__ import annotations
@@ -98,13 +99,15 @@ def load_describer(folder: str | Path | None = None) -> DescribePipeline | None:
 
 # --- change detectors -------------------------------------------------------------------------------
 
-DETECTORS = ("cva", "siamese", "unichange")
-# Picked from benchmarks/results/detect_quality.md (held-out synthetic F1 and LEVIR-CD test-tile F1).
-DEFAULT_DETECTOR = "siamese"
+DETECTORS = ("cva", "siamese", "siamese-real", "unichange")
+# "siamese" learnt the synthetic world (the C of the synthetic forecast benchmarks); "siamese-real" is it fine-tuned
+# on real pairs too and selected on real validation scenes: the default, picked on validation by
+# benchmarks/detect_real.py (results in benchmarks/results/detect_real.md and detect_quality.md).
+DEFAULT_DETECTOR = "siamese-real"
 
 
 def load_detector(name: str = "default", weights: str | Path | None = None, **options: Any) -> ChangeDetector:
-    """A `ChangeDetector` by name ("cva", "siamese", "unichange", "default") or from a weights folder.
+    """A `ChangeDetector` by name ("cva", "siamese", "siamese-real", "unichange", "default") or from a weights folder.
 
     options: for "unichange", `categories` (list of names), `semantic` (bool), `generate` (bool: let the LM
     write its answer, the default; False feeds the template answer, a little faster).
@@ -120,7 +123,7 @@ def load_detector(name: str = "default", weights: str | Path | None = None, **op
                           "weights folder")
     if name != "cva" and not (default_weights(name) / "config.json").is_file():
         raise MissingWeightsError(f"the {name} detector has no shipped weights in {default_weights(name)}: train them "
-                                  f"with `tamms train detect --config src/tamms/configs/detect_{name}.yaml`")
+                                  f"with `tamms train detect --config src/tamms/configs/detect_{name.replace('-', '_')}.yaml`")
     return detector_from_pretrained(name, **options)
 
 

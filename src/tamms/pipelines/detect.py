@@ -65,7 +65,8 @@ def detector_from_pretrained(name_or_folder: str | Path, **options: Any) -> Chan
 
         return CVADetector(**options)
     shipped = not Path(name_or_folder).is_dir()
-    folder = resolve_weights(name_or_folder, f"tamms train detect --config src/tamms/configs/detect_{name_or_folder}.yaml"
+    folder = resolve_weights(name_or_folder, f"tamms train detect --config src/tamms/configs/detect_"
+                             f"{str(name_or_folder).replace('-', '_')}.yaml"
                             if shipped else "tamms train detect --config FILE")
     net = load_pretrained(folder)
     if isinstance(net, SiameseChangeNet):

@@ -175,6 +175,8 @@ class ForecastModel:
     uses_semantic: bool = False  # wants the describer's M_t
     uses_text: bool = False  # wants the describer's text embeddings
     default_steps: int | None = None  # sampler steps when the caller gives none (diffusion models)
+    # trained on gaps of any length (months to a decade): the "auto" step limit lets it reach any date in one step
+    any_gap: bool = False
 
     def forecast(self, history: torch.Tensor, history_days: torch.Tensor, target_days: torch.Tensor,
                  num_samples: int = 1, num_inference_steps: int = 20, noise: torch.Tensor | None = None,
@@ -365,8 +367,9 @@ class ForecastPipeline:
                  max_step_days: float | str | None = "auto"):
         """max_step_days: the longest gap one forecast step covers; a date further ahead is reached by a rollout
         through evenly spaced intermediate dates. "auto": the longest gap between the history frames (at least
-        `MIN_STEP_DAYS`), so a horizon of several observed intervals continues the change several times; None:
-        one step whatever the horizon."""
+        `MIN_STEP_DAYS`), so a horizon of several observed intervals continues the change several times, except
+        for models trained on gaps of any length (`any_gap`: Sat-JEPA-Diff), which take one step; None: one step
+        whatever the horizon. Several dates (a rollout) are always forecast one after another."""
         if not (max_step_days is None or max_step_days == "auto" or float(max_step_days) > 0):
             raise InputError(f"max_step_days must be 'auto', None or a positive number of days, got {max_step_days!r}")
         self.model = model
@@ -380,6 +383,8 @@ class ForecastPipeline:
         if self.max_step_days is None:
             return None
         if self.max_step_days == "auto":
+            if getattr(self.model, "any_gap", False):
+                return None  # one step to any date (its history window may hold a single gap, or none)
             gaps = np.diff(np.asarray(days, dtype=np.float64))
             gaps = gaps[gaps > 0]
             return float(max(MIN_STEP_DAYS, gaps.max())) if gaps.size else None

@@ -336,6 +336,7 @@ class SatJEPAForecastModel:
     uses_semantic = False
     uses_text = False
     history = 1
+    any_gap = True  # trained on pairs months to a decade apart: one step to the asked date (a list of dates rolls out)
 
     def __init__(self, pipeline: SatJEPAPipeline, name: str, describer=None, zero_ijepa: bool = False):
         self.pipeline = pipeline

@@ -1,0 +1,78 @@
+"""How long does one 64x64 forecast with 20 sampler steps take? (issue 15: "< 2 s")
+
+Times `ForecastPipeline.from_pretrained(model)(sequence, date, num_inference_steps=20)` on one held-out synthetic
+test sequence (4 frames of 64x64; the describer's M_t and text included), the median of `--runs` calls after one
+warm-up call, for each thread count asked. The machine's load average is recorded beside each timing: other
+processes on these 2 cores slow it down.
+
+    python benchmarks/forecast_speed.py [--models tamms] [--threads 1 2] [--runs 5]
+
+Writes benchmarks/results/forecast_speed.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def render(result: dict) -> str:
+    lines = ["# One 64x64 forecast, 20 sampler steps", "",
+             f"Command: `{result['command']}` ({result['date']}). One synthetic test sequence (4 frames, 64x64), "
+             "describer included, median of the runs after a warm-up call; the load average says how busy the "
+             "2 shared cores were.", "",
+             "| model | threads | steps | median s | runs (s) | load average (1 min) |", "|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['model']} | {r['threads']} | {r['steps']} | {r['median_s']:.2f} | "
+                     f"{', '.join(f'{x:.2f}' for x in r['runs_s'])} | {r['load_1min']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="tamms")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--overwrite", action="store_true")
+    args = ap.parse_args(argv)
+    import torch
+
+    from tamms.pipelines.forecast import ForecastPipeline
+    from tamms.pipelines.jepa import test_sequences
+    from tamms.utils import write_text_atomic
+
+    seq = test_sequences(1, size=64, frames=4, seed=0, split="test")[0]
+    rows = []
+    for name in args.models.split(","):
+        pipe = ForecastPipeline.from_pretrained(name)
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            pipe(seq, seq.future_date, num_inference_steps=args.steps)  # warm-up
+            runs = []
+            for _ in range(args.runs):
+                start = time.perf_counter()
+                pipe(seq, seq.future_date, num_inference_steps=args.steps)
+                runs.append(time.perf_counter() - start)
+            row = {"model": name, "threads": threads, "steps": args.steps, "median_s": statistics.median(runs),
+                   "runs_s": runs, "load_1min": os.getloadavg()[0]}
+            rows.append(row)
+            print(row, flush=True)
+    result = {"command": "python benchmarks/forecast_speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(RESULTS / "forecast_speed.json", json.dumps(result, indent=1) + "\n", overwrite=args.overwrite)
+    write_text_atomic(RESULTS / "forecast_speed.md", render(result), overwrite=args.overwrite)
+    print(render(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
