@@ -1,4 +1,4 @@
-"""Change-detection quality and speed of the three detectors (cva, siamese, unichange), one table.
+"""Change-detection quality and speed of the shipped detectors (cva, siamese, siamese-real, unichange), one table.
 
 - Held-out synthetic split: the "test" split sequences of the synthetic world (never trained on), every
   consecutive pair plus last frame -> future frame, 64x64; ground truth = land cover differs (binary) and the
@@ -135,7 +135,7 @@ def main(argv=None) -> int:
           f"({time.time() - t0:.1f} s)", flush=True)
 
     rows, notes = [], []
-    for name in ("cva", "siamese", "unichange"):
+    for name in ("cva", "siamese", "siamese-real", "unichange"):
         try:
             det = load_detector(name)
         except Exception as exc:  # noqa: BLE001 - report a missing detector instead of stopping

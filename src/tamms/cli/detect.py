@@ -105,8 +105,8 @@ def detect_command(
                                                            "(unichange only)."),
     categories: Optional[str] = typer.Option(None, "--categories", help="Only changes of these classes, comma "
                                              "separated: \"building,road\" (unichange only)."),
-    model: str = typer.Option("default", "--model", "-m", help="cva | siamese | unichange | default | a weights "
-                                                             "folder."),
+    model: str = typer.Option("default", "--model", "-m", help="default (siamese-real: trained on real "
+                                                             "pairs too) | siamese | cva | unichange | a weights folder."),
     overlay: bool = typer.Option(True, "--overlay/--no-overlay", help="Write a PNG of the change on the after image."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
 ) -> None:

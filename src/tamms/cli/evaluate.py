@@ -208,7 +208,7 @@ def forecasts_command(
     rgb_bands: str = typer.Option("0,1,2", "--rgb-bands", help="Bands shown as RGB (GSSIM, LPIPS, FID)."),
     scaling: str = typer.Option("auto", "--scaling", help="auto | percentile | a divisor (e.g. 10000)."),
     detector: str = typer.Option("default", "--detector", help="Change detector inside TCS and the future-change F1: "
-                                  "default (the best trained here), siamese, unichange, cva."),
+                                  "default (siamese-real), siamese (the synthetic world's), unichange, cva."),
     out: Optional[Path] = typer.Option(None, "--json", help="Write every number and the settings here."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
 ) -> None:
