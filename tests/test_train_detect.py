@@ -147,7 +147,8 @@ def test_shipped_recipes_are_one_config_with_three_stages():
     from tamms.config import stage_config
 
     configs = Path(__file__).resolve().parents[1] / "src" / "tamms" / "configs"
-    assert sorted(p.name for p in configs.glob("detect*.yaml")) == ["detect_siamese.yaml", "detect_unichange.yaml"]
+    assert sorted(p.name for p in configs.glob("detect*.yaml")) == [
+        "detect_siamese.yaml", "detect_siamese_real.yaml", "detect_unichange.yaml"]
     for name, lrs in (("siamese", [2e-3, 1e-3, 5e-4]), ("unichange", [1e-3, 5e-4, 3e-4])):
         cfg = load_train_config(configs / f"detect_{name}.yaml", task="detect")
         assert cfg.model["name"] == name and cfg.data.real == []  # no real-data path baked into the package
@@ -156,6 +157,25 @@ def test_shipped_recipes_are_one_config_with_three_stages():
         # the model and options sections are valid, and build the shipped network (its weights fit)
         ChangeDetectionTask(stage_config(cfg, "stage3"),
                             init_from=shipped if (shipped / "model.safetensors").is_file() else None)
+
+
+
+def test_real_data_recipe_continues_the_synthetic_siamese_and_selects_on_real_val():
+    """detect_siamese_real.yaml: stage finetune from the shipped siamese, then stage select with the selection on
+    the real val scenes; its network is the shipped siamese-real's."""
+    from tamms.config import stage_config
+
+    cfg = load_train_config(Path(__file__).resolve().parents[1] / "src" / "tamms" / "configs" /
+                            "detect_siamese_real.yaml", task="detect")
+    assert cfg.init_from == "src/tamms/weights/siamese" and cfg.data.real == []
+    assert [s.name for s in cfg.stages] == ["finetune", "select"]
+    first, last = stage_config(cfg, "finetune"), stage_config(cfg, "select")
+    assert not first.options["select_on_real_val"] and last.options["select_on_real_val"]
+    assert first.optim.lr == pytest.approx(5e-4) and last.optim.lr == pytest.approx(3e-4)
+    shipped = default_weights("siamese-real")
+    net = load_pretrained(shipped)
+    assert net.config.threshold == pytest.approx(0.6)  # chosen on validation by benchmarks/detect_real.py
+    ChangeDetectionTask(last, init_from=shipped)  # the config's network fits the shipped weights
 
 
 def test_bad_model_and_options_are_one_line_errors(tmp_path, capsys):
