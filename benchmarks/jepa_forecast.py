@@ -27,6 +27,7 @@ import itertools
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -128,6 +129,49 @@ def fmt(v) -> str:
     return "n/a" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
 
 
+def render(result: dict) -> str:
+    """The markdown of a result (`--render-only` rewrites it from the json)."""
+    lines = [f"# Sat-JEPA-Diff table: next frame on the synthetic test split ({result['split']['n']} sequences)", "",
+             f"Command: `{result['command']}` ({result['seconds']:.0f} s)", "",
+             result["task"] + "; " + result["metrics"] + ". Frames and dates only: no ground-truth text or land cover "
+             "reaches any model; the caption variant's captions come from the shipped describer and change detector "
+             "reading the last two input frames.", "",
+             "| model | " + " | ".join(COLUMNS) + " | s/image |", "|" + "---|" * (len(COLUMNS) + 2)]
+    for r in result['rows']:
+        lines.append(f"| {r['label']} | " + " | ".join(fmt(r.get(c)) for c in COLUMNS)
+                     + f" | {r['seconds_per_image']:.2f} |")
+    lines += ["", "Sampler (start noise in model space [-1, 1], Euler steps from the last frame, the sigma it stops at: "
+              "the predicted change scaled by 1 - end sigma), chosen by PSNR on "
+              f"{result['split']['val_n']} validation sequences: " + "; ".join(
+                  f"{k}: noise {v['start_noise']}, {v['steps']} steps, end sigma {v['end_sigma']}"
+                  for k, v in result['sampler_choice'].items()), ""]
+    lines += ["| model | start noise | steps | end sigma | val PSNR | val GSSIM |", "|---|---|---|---|---|---|"]
+    for name, grid in result['sampler_grid'].items():
+        lines += [f"| {name} | {g['start_noise']} | {g['steps']} | {g['end_sigma']} | {g['PSNR']:.3f} | "
+                  f"{g['GSSIM']:.4f} |" for g in grid]
+    ablation = result.get('ablation') or []
+    if ablation:
+        lines += ["", "## Training recipe at equal budget (coarse-RGB weights, satjepa's sampler, the seed named in "
+                  "each row)", "",
+                  "| weights | val PSNR | val GSSIM | test PSNR | test GSSIM |", "|---|---|---|---|---|"]
+        lines += [f"| {a['label']} | {a['val_PSNR']:.3f} | {a['val_GSSIM']:.4f} | {a['test_PSNR']:.3f} | "
+                  f"{a['test_GSSIM']:.4f} |" for a in ablation]
+    roll, roll_models = result['rollout'], list(dict.fromkeys(r['model'] for r in result['rollout']))
+    lines += ["", f"## Multi-step rollout ({result['split']['rollout_n']} test sequences of 8 frames; history frames "
+              "0-2, every forecast fed back)", "", "| model | " + " | ".join(
+                  f"step {k} PSNR / GSSIM" for k in sorted({r['step'] for r in roll})) + " |",
+              "|" + "---|" * (1 + len({r['step'] for r in roll}))]
+    for m in roll_models:
+        cells = [f"{r['PSNR']:.2f} / {r['GSSIM']:.3f}" for r in roll if r["model"] == m]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    days = [r["mean_days_ahead"] for r in roll if r["model"] == roll_models[0]]
+    lines += ["", "Mean days ahead of the last input frame per step: " + ", ".join(f"{d:.0f}" for d in days)]
+    notes = {f"{k}: {v}" for r in result['rows'] for k, v in r.get("notes", {}).items()}
+    if notes:
+        lines += ["", "Unavailable metrics: " + "; ".join(sorted(notes))]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=96, help="test sequences (next frame)")
@@ -148,7 +192,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="LABEL=FOLDER: other coarse-RGB weights scored with satjepa's sampler (repeatable)")
     ap.add_argument("--skip-baselines", action="store_true", help="only the Sat-JEPA-Diff rows (quick checks)")
     ap.add_argument("--overwrite", action="store_true")
+    ap.add_argument("--render-only", action="store_true", help="rewrite jepa_forecast.md from jepa_forecast.json")
     args = ap.parse_args(argv)
+    if args.render_only:
+        from tamms.utils import write_text_atomic
+
+        result = json.loads((RESULTS / "jepa_forecast.json").read_text())
+        write_text_atomic(RESULTS / "jepa_forecast.md", render(result), overwrite=True)
+        return 0
     if args.steps is not None:
         args.grid_steps = [args.steps]
     torch.set_num_threads(1)
@@ -210,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     roll_models = ["persistence", "satjepa", "satjepa-caption"] + ([] if args.skip_baselines else ["simvp", "convlstm"])
     roll = rollout_rows({m: (load(m, folders, sampler=chosen.get(m)), 1) for m in roll_models}, roll_seqs)
 
-    command = "OMP_NUM_THREADS=1 python benchmarks/jepa_forecast.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "OMP_NUM_THREADS=1 python benchmarks/jepa_forecast.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     result = {
         "command": command.strip(),
         "split": {"name": "synthetic test (split_of == 'test'), 64x64, seed 0", "n": len(test), "val_n": len(val),
@@ -224,42 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     write_text_atomic(RESULTS / "jepa_forecast.json", json.dumps(result, indent=2), overwrite=args.overwrite)
 
-    lines = [f"# Sat-JEPA-Diff table: next frame on the synthetic test split ({len(test)} sequences)", "",
-             f"Command: `{result['command']}` ({result['seconds']:.0f} s)", "",
-             result["task"] + "; " + result["metrics"] + ". Frames and dates only: no ground-truth text or land cover "
-             "reaches any model; the caption variant's captions come from the shipped describer and change detector "
-             "reading the last two input frames.", "",
-             "| model | " + " | ".join(COLUMNS) + " | s/image |", "|" + "---|" * (len(COLUMNS) + 2)]
-    for r in rows:
-        lines.append(f"| {r['label']} | " + " | ".join(fmt(r.get(c)) for c in COLUMNS)
-                     + f" | {r['seconds_per_image']:.2f} |")
-    lines += ["", "Sampler (start noise in model space [-1, 1], Euler steps from the last frame, the sigma it stops at: "
-              "the predicted change scaled by 1 - end sigma), chosen by PSNR on "
-              f"{len(val)} validation sequences: " + "; ".join(
-                  f"{k}: noise {v['start_noise']}, {v['steps']} steps, end sigma {v['end_sigma']}"
-                  for k, v in chosen.items()), ""]
-    lines += ["| model | start noise | steps | end sigma | val PSNR | val GSSIM |", "|---|---|---|---|---|---|"]
-    for name, grid in grids.items():
-        lines += [f"| {name} | {g['start_noise']} | {g['steps']} | {g['end_sigma']} | {g['PSNR']:.3f} | "
-                  f"{g['GSSIM']:.4f} |" for g in grid]
-    if ablation:
-        lines += ["", "## Training recipe at equal budget (coarse-RGB weights, satjepa's sampler, one seed each)", "",
-                  "| weights | val PSNR | val GSSIM | test PSNR | test GSSIM |", "|---|---|---|---|---|"]
-        lines += [f"| {a['label']} | {a['val_PSNR']:.3f} | {a['val_GSSIM']:.4f} | {a['test_PSNR']:.3f} | "
-                  f"{a['test_GSSIM']:.4f} |" for a in ablation]
-    lines += ["", f"## Multi-step rollout ({len(roll_seqs)} test sequences of 8 frames; history frames 0-2, every "
-              "forecast fed back)", "", "| model | " + " | ".join(
-                  f"step {k} PSNR / GSSIM" for k in sorted({r['step'] for r in roll})) + " |",
-              "|" + "---|" * (1 + len({r['step'] for r in roll}))]
-    for m in roll_models:
-        cells = [f"{r['PSNR']:.2f} / {r['GSSIM']:.3f}" for r in roll if r["model"] == m]
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    days = [r["mean_days_ahead"] for r in roll if r["model"] == roll_models[0]]
-    lines += ["", "Mean days ahead of the last input frame per step: " + ", ".join(f"{d:.0f}" for d in days)]
-    notes = {f"{k}: {v}" for r in rows for k, v in r.get("notes", {}).items()}
-    if notes:
-        lines += ["", "Unavailable metrics: " + "; ".join(sorted(notes))]
-    write_text_atomic(RESULTS / "jepa_forecast.md", "\n".join(lines) + "\n", overwrite=args.overwrite)
+    write_text_atomic(RESULTS / "jepa_forecast.md", render(result), overwrite=args.overwrite)
 
     # rollout figure: the test sequence with the longest span, rolled out from its first frame
     from tamms.pipelines.jepa import SatJEPAPipeline, rollout_figure, set_sampler
@@ -271,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         set_sampler(pipes[name].model, chosen[name]["start_noise"], chosen[name]["steps"], chosen[name]["end_sigma"])
     rollout_figure(RESULTS / "jepa_rollout.png", seq, pipes, num_inference_steps=None, seed=0,
                    overwrite=args.overwrite)
-    print("\n".join(lines))
+    print(render(result))
     return 0
 
 

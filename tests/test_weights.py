@@ -27,7 +27,7 @@ SHIPPED = {"describer": "tamms-describer", "describer-v2": "tamms-describer", "t
            "tamms-base-control": "tamms-sfci", "tamms-no-semantic": "tamms-sfci", "tamms-no-text": "tamms-sfci",
            "simvp": "simvp", "convlstm": "convlstm",
            "satjepa": "satjepa-diff", "satjepa-caption": "satjepa-diff-caption", "siamese": "siamese",
-           "unichange": "unichange"}
+           "siamese-real": "siamese", "unichange": "unichange"}
 
 
 def _inputs():
@@ -109,7 +109,7 @@ def test_satjepa_caption_outputs_unchanged():
 
 def test_detector_outputs_unchanged():
     frames = _inputs()[0]
-    for name in ("siamese", "unichange"):
+    for name in ("siamese", "siamese-real", "unichange"):
         _close(f"detect/{name}", load_detector(name).detect(frames[None, 0], frames[None, 3]).probability)
     det = load_detector("unichange", semantic=True)
     res = det.detect(frames[None, 0], frames[None, 3])
