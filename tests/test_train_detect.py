@@ -253,3 +253,17 @@ def test_selection_needs_val_pairs_and_a_binary_network(tmp_path):
                             ["options.select_on_real_val=true"], task="detect")
     with pytest.raises(ConfigError, match="UniChange"):
         ChangeDetectionTask(cfg)
+
+
+def test_selection_without_synthetic_data_ranks_by_real_val_alone(tmp_path, monkeypatch):
+    """Real pairs only (data.synthetic null): no synthetic floor, the best real val F1 is kept."""
+    levir = write_levir(tmp_path / "levir_cd", names=("train_1", "train_2", "val_1"), size=40)
+    cfg = load_train_config(tiny_config(tmp_path, real=[str(levir)], max_steps=6, val_every=2),
+                            ["options.select_on_real_val=true", "data.synthetic=null", "data.target=next"],
+                            task="detect")
+    monkeypatch.setattr(ChangeDetectionTask, "real_val_f1", lambda self: {"levir_cd": {2: 0.2, 4: 0.7, 6: 0.4}[
+        int(self.global_step)]})
+    out = train(cfg, tmp_path / "real-only")
+    history = json.loads((out / "config.json").read_text())["training"]["history"]
+    assert not any("val_synthetic_f1" in r for r in history)
+    assert history[-1]["selected"]["step"] == 4

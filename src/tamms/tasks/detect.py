@@ -57,7 +57,7 @@ class DetectOptions:
     # model selection on the real val pairs: at every validation the whole val scenes of data.real are detected
     # (tiled, as `tamms detect` does); the weights saved at the end are those with the best mean real val F1 over
     # the folders among validations whose synthetic val F1 >= synthetic_val_floor (if none reaches it: the best
-    # synthetic val F1). False: the weights of the last step
+    # synthetic val F1; without synthetic data: the best real val F1). False: the weights of the last step
     select_on_real_val: bool = False
     synthetic_val_floor: float = 0.9
 
@@ -401,16 +401,17 @@ class ChangeDetectionTask(TammsTask):
         real = self.real_val_f1()
         row["real_val_f1"] = real
         row["real_val_mean_f1"] = round(sum(real.values()) / len(real), 5)
-        synthetic = row.get("val_synthetic_f1", 0.0)
-        key = (synthetic >= self.options.synthetic_val_floor,
-               row["real_val_mean_f1"] if synthetic >= self.options.synthetic_val_floor else synthetic)
+        synthetic = row.get("val_synthetic_f1")
+        floor_met = synthetic is None or synthetic >= self.options.synthetic_val_floor  # no synthetic data: no floor
+        key = (floor_met, row["real_val_mean_f1"] if floor_met else synthetic)
         best = self.best_selection
         if best is None or key > tuple(best["key"]):
             record = {k: row[k] for k in ("step", "val_synthetic_f1", "real_val_f1", "real_val_mean_f1") if k in row}
             self.best_selection = {"key": list(key), "record": record,
                                    "state": {k: v.detach().clone() for k, v in self.model.state_dict().items()}}
             row["selected"] = True
-        print(f"[detect] step {row['step']}: synthetic val F1 {synthetic:.4f}, real val F1 {real}"
+        shown = "-" if synthetic is None else f"{synthetic:.4f}"
+        print(f"[detect] step {row['step']}: synthetic val F1 {shown}, real val F1 {real}"
               + (" (best so far)" if row.get("selected") else ""), flush=True)
 
     def on_fit_end(self) -> None:
