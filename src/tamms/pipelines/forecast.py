@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -444,17 +445,22 @@ class ForecastPipeline:
         return np.asarray(frames, dtype=np.float32), rgb, names
 
     def _with_all_bands(self, output: ForecastOutput, seqs: list) -> ForecastOutput:
-        """`output.bands`: every input band of each sequence (`transfer_bands`), one tensor when the counts agree."""
+        """`output.bands` (and each rollout date's): every input band of each sequence (`transfer_bands`), one
+        tensor when the band counts agree."""
         full = [self._all_bands(s) for s in seqs]
         if len({f.shape[1] for f, _, _ in full}) != 1:
             return output
-        bands = torch.from_numpy(np.stack([transfer_bands(f, rgb, m.numpy()) for (f, rgb, _), m in
-                                           zip(full, output.mean)]))  # [B, C_in, H, W]
         names = full[0][2] if all(n == full[0][2] for _, _, n in full) else None
-        from dataclasses import replace
 
-        return replace(output, bands=bands, band_names=names,
-                       trajectory=[self._with_all_bands(t, seqs) for t in output.trajectory])
+        def every_band(step: ForecastOutput) -> ForecastOutput:
+            bands = torch.from_numpy(np.stack([transfer_bands(f, rgb, m.numpy()) for (f, rgb, _), m in
+                                               zip(full, step.mean)]))  # [B, C_in, H, W]
+            return replace(step, bands=bands, band_names=names)
+
+        trajectory = [every_band(step) for step in output.trajectory]
+        # the output is the last date of a rollout: its bands are that date's
+        bands = trajectory[-1].bands if trajectory else every_band(output).bands
+        return replace(output, bands=bands, band_names=names, trajectory=trajectory)
 
     def _conditioning(self, history: torch.Tensor, days: torch.Tensor) -> tuple[dict[str, torch.Tensor], list[str] | None]:
         if self.describer is None or not (self.model.uses_semantic or self.model.uses_text):

@@ -366,8 +366,9 @@ class ChangeDetectionTask(TammsTask):
         if self._real_val is None:
             from tamms.data.datasets import pair_split
 
-            dm = self.datamodule()
-            dm.setup("fit")
+            # the data module being trained on holds the pairs already; build one only outside a fit
+            attached = self._trainer is not None and self.trainer.datamodule is not None
+            dm = self.trainer.datamodule if attached else self.datamodule()
             self._real_val = {}
             for pair in dm.pairs:
                 if pair_split(pair) == "val":
