@@ -79,6 +79,23 @@ def test_warmup_then_cosine():
         from_dict(OptimConfig, {"schedule": "linear"})
 
 
+def test_schedule_steps_keeps_the_learning_rates_of_the_longer_run():
+    """A run cut on purpose at max_steps follows the cosine of schedule_steps, as the run it was cut from."""
+    cut = load_train_config({"task": "toy", "optim": {"lr": 1.0, "warmup_steps": 2, "schedule_steps": 10},
+                             "trainer": {"max_steps": 4}})
+    whole = load_train_config({"task": "toy", "optim": {"lr": 1.0, "warmup_steps": 2}, "trainer": {"max_steps": 10}})
+
+    def rates(config):
+        sched = ToyTask(config).configure_optimizers()["lr_scheduler"]["scheduler"]
+        return [sched.lr_lambdas[0](s) for s in range(4)]
+
+    assert rates(cut) == pytest.approx(rates(whole))
+    plain = load_train_config({"task": "toy", "optim": {"lr": 1.0, "warmup_steps": 2}, "trainer": {"max_steps": 4}})
+    assert rates(plain)[3] < rates(cut)[3]  # without it the cosine would end at step 4
+    with pytest.raises(ConfigError, match="schedule_steps"):
+        from_dict(OptimConfig, {"schedule_steps": 0})
+
+
 # --- a toy task on the real data module: fit, save, resume -----------------------------------------------
 class ToyNet(torch.nn.Module):
     """A 2-layer conv next-frame regressor with dropout (so the global RNG matters)."""

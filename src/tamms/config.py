@@ -65,11 +65,15 @@ class OptimConfig:
     warmup_steps: int = 0
     schedule: str = "cosine"  # "cosine" | "constant"
     min_lr_ratio: float = 0.0  # the cosine ends at lr * min_lr_ratio
+    schedule_steps: int | None = None  # the cosine spans this many steps (None: trainer.max_steps); a run stopped
+    # early on purpose (max_steps < schedule_steps) keeps the learning rates of the longer run it was cut from
     betas: tuple[float, float] = (0.9, 0.999)
 
     def __post_init__(self) -> None:
         if self.schedule not in ("cosine", "constant"):
             raise ConfigError(f"optim.schedule {self.schedule!r} is not 'cosine' or 'constant'")
+        if self.schedule_steps is not None and self.schedule_steps < 1:
+            raise ConfigError(f"optim.schedule_steps {self.schedule_steps} must be >= 1 (or null: trainer.max_steps)")
 
 
 @dataclass

@@ -93,7 +93,7 @@ class TammsTask(L.LightningModule):
         for group in groups:
             group["lr"] = optim.lr * group.pop("lr_scale", 1.0)
         opt = torch.optim.AdamW(groups, lr=optim.lr, betas=tuple(optim.betas))
-        total = self.config.trainer.max_steps
+        total = optim.schedule_steps or self.config.trainer.max_steps
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: warmup_cosine(step, optim, total))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
