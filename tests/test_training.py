@@ -157,6 +157,11 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, toy_task):
         train(toy_config(), out=tmp_path / "killed", callbacks=[StopAfterSteps(5)])
     assert (tmp_path / "killed" / "checkpoints" / "main" / "last.ckpt").is_file()
     assert not (tmp_path / "killed" / "model.safetensors").exists()
+    ckpt_path = tmp_path / "killed" / "checkpoints" / "main" / "last.ckpt"
+    ckpt = torch.load(ckpt_path, weights_only=False)
+    assert ckpt["task_minutes"] > 0
+    ckpt["task_minutes"] = 5.0  # as if the killed run had trained 5 minutes
+    torch.save(ckpt, ckpt_path)
     resumed = train(toy_config(), out=tmp_path / "killed", resume=True)
     a, b = _weights(whole), _weights(resumed)
     assert a.keys() == b.keys()
@@ -164,6 +169,7 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, toy_task):
         assert torch.equal(a[name], b[name]), name
     meta = json.loads((resumed / "config.json").read_text())["training"]
     assert meta["steps"] == 6 and meta["config"]["trainer"]["max_steps"] == 6
+    assert 5.0 <= meta["minutes"] < 5.5  # the record counts the minutes of the run it resumed
     # a run that starts over (no --resume) from the same seed is the same run too, and differs from one step less
     fewer = train(toy_config(max_steps=5), out=tmp_path / "fewer")
     assert any(not torch.equal(a[n], _weights(fewer)[n]) for n in a)

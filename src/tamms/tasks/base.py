@@ -58,6 +58,8 @@ class TammsTask(L.LightningModule):
         self.config = config
         self.init_from = None if init_from is None else str(init_from)
         self.history: list[dict[str, float]] = []  # logged rows, kept with the saved model
+        self.minutes_before = 0.0  # training minutes of the runs this one resumed (restored from the checkpoint)
+        self.clock_start = time.monotonic()
         self.configure_models()
         self.configure_metrics()
 
@@ -118,6 +120,7 @@ class TammsTask(L.LightningModule):
                 states[name] = ("torch", value.get_state())
         checkpoint["task_rngs"] = states
         checkpoint["task_history"] = list(self.history)
+        checkpoint["task_minutes"] = self.trained_minutes()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         for name, (kind, state) in checkpoint.get("task_rngs", {}).items():
@@ -127,6 +130,12 @@ class TammsTask(L.LightningModule):
             elif kind == "torch" and isinstance(target, torch.Generator):
                 target.set_state(state)
         self.history = list(checkpoint.get("task_history", []))
+        self.minutes_before = float(checkpoint.get("task_minutes", 0.0))
+        self.clock_start = time.monotonic()
+
+    def trained_minutes(self) -> float:
+        """Wall-clock minutes of this run, with those of every run it resumed (up to their last checkpoint)."""
+        return self.minutes_before + (time.monotonic() - self.clock_start) / 60
 
 
 class GlobalRNGState(L.Callback):
@@ -277,7 +286,6 @@ def train(config: TrainConfig, out: str | Path | None = None, resume: bool = Fal
             raise ConfigError(f"stage {stage!r} starts from stage {name!r}, which has not run: run "
                               f"`tamms train {config.task} --stage {name}` first (or without --stage)")
         L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
-        start = time.time()
         # the base config's init_from starts the first stage; later stages start from the stage before,
         # unless a stage names its own init_from in its `set`
         own = next((s.set["init_from"] for s in config.stages if s.name == name and "init_from" in s.set), None)
@@ -289,7 +297,7 @@ def train(config: TrainConfig, out: str | Path | None = None, resume: bool = Fal
         if trainer.is_global_zero:
             metadata = {"training": {
                 "task": config.task, "stage": name, "steps": int(trainer.global_step),
-                "minutes": round((time.time() - start) / 60, 2), "init_from": task.init_from,
+                "minutes": round(task.trained_minutes(), 2), "init_from": task.init_from,
                 "config": json.loads(json.dumps(cfg.to_dict(), default=list)), "history": task.history,
             }}
             task.model_to_save().save_pretrained(folder, overwrite=True, dtype=cfg.save_dtype, metadata=metadata)
