@@ -160,22 +160,21 @@ def test_shipped_recipes_are_one_config_with_three_stages():
 
 
 
-def test_real_data_recipe_continues_the_synthetic_siamese_and_selects_on_real_val():
-    """detect_siamese_real.yaml: stage finetune from the shipped siamese, then stage select with the selection on
-    the real val scenes; its network is the shipped siamese-real's."""
-    from tamms.config import stage_config
-
+def test_real_data_recipe_trains_the_wide_siamese_from_scratch_and_selects_on_real_val():
+    """detect_siamese_real.yaml: one run from scratch, selected on the real val scenes, cut at step 4200 of an
+    8000-step cosine; its network is the shipped siamese-real's."""
     cfg = load_train_config(Path(__file__).resolve().parents[1] / "src" / "tamms" / "configs" /
                             "detect_siamese_real.yaml", task="detect")
-    assert cfg.init_from == "src/tamms/weights/siamese" and cfg.data.real == []
-    assert [s.name for s in cfg.stages] == ["finetune", "select"]
-    first, last = stage_config(cfg, "finetune"), stage_config(cfg, "select")
-    assert not first.options["select_on_real_val"] and last.options["select_on_real_val"]
-    assert first.optim.lr == pytest.approx(5e-4) and last.optim.lr == pytest.approx(3e-4)
+    assert cfg.init_from is None and cfg.data.real == [] and cfg.stages == []
+    assert cfg.options["select_on_real_val"] and cfg.options["synthetic_val_floor"] == pytest.approx(0.9)
+    assert (cfg.trainer.max_steps, cfg.optim.schedule_steps) == (4200, 8000)
     shipped = default_weights("siamese-real")
     net = load_pretrained(shipped)
-    assert net.config.threshold == pytest.approx(0.6)  # chosen on validation by benchmarks/detect_real.py
-    ChangeDetectionTask(last, init_from=shipped)  # the config's network fits the shipped weights
+    assert net.config.threshold == pytest.approx(0.3)  # chosen on validation by benchmarks/detect_real.py
+    assert list(net.config.channels) == [32, 64, 128]
+    record = json.loads((shipped / "config.json").read_text())["training"]
+    assert record["steps"] == 4200 and record["history"][-1]["selected"]["step"] == 3600  # the kept weights
+    ChangeDetectionTask(cfg, init_from=shipped)  # the config's network fits the shipped weights
 
 
 def test_bad_model_and_options_are_one_line_errors(tmp_path, capsys):
