@@ -288,6 +288,10 @@ def main(argv=None) -> int:
             row["synthetic_test_F1"] = synthetic_f1(DetectPipeline.from_pretrained(source).detector)
         if source != "cva":
             row["training"] = training_budget(source)
+            threshold = getattr(getattr(DetectPipeline.from_pretrained(source).detector.model, "config", None),
+                                "threshold", None)
+            if threshold is not None:
+                row["threshold"] = float(threshold)
         row["seconds"] = round(time.perf_counter() - t0, 1)
         rows[label] = row
         print(label, {k: v["F1"] for k, v in row.items() if isinstance(v, dict) and "F1" in v}, flush=True)
@@ -378,8 +382,10 @@ def render(result: dict) -> str:
         budget = row.get("training")
         budget = "-" if not budget else f"{budget['minutes']} / {budget['steps']}"
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {'-' if syn is None else f'{syn:.4f}'} | {budget} |")
+    own = {label: row["threshold"] for label, row in result["rows"].items() if "threshold" in row}
+    own_text = "; ".join(f"{label}: {t:g}" for label, t in own.items()) if own else "in its config.json"
     lines += ["", "## Validation pairs (model selection)", "",
-              "At each detector's configured threshold (0.5; siamese-real: 0.6); `mean @ chosen` = mean real val F1 "
+              f"At each detector's configured threshold ({own_text}); `mean @ chosen` = mean real val F1 "
               "at the threshold chosen on validation (best real "
               "val F1 among thresholds keeping synthetic VAL F1 >= 0.9; for the peer, the best real val F1).", "",
               "| detector | oscd val F1 | sztaki val F1 | mean @ chosen (threshold) |", "|---|---|---|---|"]
