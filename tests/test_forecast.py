@@ -97,7 +97,7 @@ def test_zero_initialised_control_leaves_frozen_unet_unchanged(control_depth):
 
 @pytest.mark.parametrize("control_depth", [1, 3])
 def test_history_cache_gives_the_same_output(control_depth):
-    """The sampler reuses the history's share of the control blocks across steps: same numbers."""
+    """The sampler reuses the share of the control blocks that does not depend on the noisy sample: same numbers."""
     f = tiny_forecaster(control_depth=control_depth)
     randomise_zero_convs(f, 0.3)
     b = batch_of()
@@ -111,7 +111,11 @@ def test_history_cache_gives_the_same_output(control_depth):
             plain = f(x, tt, feats, gaps, semantic=b["semantic"])
             cached = f(x, tt, feats, gaps, semantic=b["semantic"], cache=cache)
             torch.testing.assert_close(cached, plain, atol=1e-5, rtol=0)
-    assert len(cache) == len(f.ecm.levels)
+    # block j of a level caches its first T-j frames (their input does not reach the noisy sample)
+    frames = feats[0].shape[1]
+    assert len(cache) == len(f.ecm.levels) * min(control_depth, frames)
+    assert [v.shape[0] for k, v in sorted(cache.items()) if k[0] == 0] == [2 * (frames - j)
+                                                                          for j in range(min(control_depth, frames))]
 
 
 def test_deeper_structural_path_is_structural():
@@ -374,3 +378,4 @@ def test_forecast_output_holds_every_input_band_in_input_order():
     rollout = ForecastPipeline.from_pretrained("persistence")(seq, ["2022-06-01", "2023-06-01"])
     assert [t.bands.shape[1] for t in rollout.trajectory] == [5, 5]
     torch.testing.assert_close(rollout.bands[0], torch.from_numpy(frames[-1]))  # persistence: every band
+

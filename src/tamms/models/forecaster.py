@@ -128,19 +128,18 @@ class ControlBlock3D(nn.Module):
         scale, shift = self.film(temb)[:, :, None, None].chunk(2, dim=1)  # [N, C, 1, 1] each
         return self.temporal(F.silu(self.norm2(y) * (1 + scale) + shift))
 
-    def forward(self, x: torch.Tensor, temb: torch.Tensor, history_taps: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, temb: torch.Tensor, cached_taps: torch.Tensor | None = None) -> torch.Tensor:
         """x [B, T, C, H, W], temb [B, T, time_dim] -> [B, T, C, H, W].
 
-        history_taps: the per-frame part of all frames but the last, computed once per forecast (the
-        history does not change between sampler steps), `[B, T-1, 3C, H, W]`.
+        cached_taps: the per-frame part of the first k frames, `[B*k, 3C, H, W]`, computed once per forecast
+        (frames whose input does not depend on the noisy sample are the same at every sampler step).
         """
         b, t, c, h, w = x.shape
-        if history_taps is None:
-            y = self.taps(x.reshape(b * t, c, h, w), temb.reshape(b * t, -1))  # [B*T, 3C, H, W]
-            y = y.reshape(b, t, 3, c, h, w)
-        else:
-            last = self.taps(x[:, -1], temb[:, -1]).reshape(b, 1, 3, c, h, w)
-            y = torch.cat([history_taps.reshape(b, t - 1, 3, c, h, w), last], dim=1)  # [B, T, 3, C, H, W]
+        k = 0 if cached_taps is None else cached_taps.shape[0] // b
+        new = self.taps(x[:, k:].reshape(b * (t - k), c, h, w), temb[:, k:].reshape(b * (t - k), -1))
+        y = new.reshape(b, t - k, 3, c, h, w)  # [B, T-k, 3, C, H, W]
+        if k:
+            y = torch.cat([cached_taps.reshape(b, k, 3, c, h, w), y], dim=1)  # [B, T, 3, C, H, W]
         out = y[:, :, 1].clone()
         out[:, 1:] += y[:, :-1, 0]  # frame t-1 seen from t
         out[:, :-1] += y[:, 1:, 2]  # frame t+1 seen from t
@@ -194,7 +193,7 @@ class ECMLevel(nn.Module):
     def __init__(self, channels: int, cfg: ECMConfig):
         super().__init__()
         self.ctrl = ControlBlock3D(channels, cfg.time_embed_dim)
-        # blocks after the first mix history and noisy sample, so only the first one's history part is cached
+        # each block lets the noisy sample reach one more history frame: block j caches T-j frames' taps
         self.ctrl_more = nn.ModuleList([ControlBlock3D(channels, cfg.time_embed_dim)
                                         for _ in range(cfg.control_depth - 1)])
         self.semantic = SemanticProcessor(cfg.semantic_dim, cfg.semproc_hidden, channels, cfg.gate_bias_init)
@@ -284,17 +283,19 @@ class EnhancedControlModule(nn.Module):
         use_temp = self.cfg.use_temporal and not self.structural_only
         outputs = []
         for i, (level, hist, cur) in enumerate(zip(self.levels, history_features, noisy_features)):
-            x = torch.cat([hist, cur.unsqueeze(1)], dim=1)  # [B, T+1, C, H, W]
-            taps = None
-            if cache is not None:
-                if i not in cache:
-                    b, t = hist.shape[:2]
-                    flat = hist.reshape(b * t, *hist.shape[2:])  # [B*T, C, H, W]
-                    cache[i] = level.ctrl.taps(flat, temb[:, :t].reshape(b * t, -1))
-                taps = cache[i]
-            f = level.ctrl(x, temb, taps)  # h_ctrl, eq. 5
-            for block in level.ctrl_more:
-                f = block(f, temb)
+            f = torch.cat([hist, cur.unsqueeze(1)], dim=1)  # [B, T+1, C, H, W]
+            b, t = hist.shape[:2]
+            for j, block in enumerate([level.ctrl, *level.ctrl_more]):  # h_ctrl, eq. 5
+                # the noisy sample (frame T) reaches one more frame per block through the temporal conv, so
+                # the input of block j's first T-j frames is the same at every sampler step: cache their taps
+                fixed = t - j
+                if cache is None or fixed <= 0:
+                    f = block(f, temb)
+                    continue
+                if (i, j) not in cache:
+                    cache[(i, j)] = block.taps(f[:, :fixed].reshape(b * fixed, *f.shape[2:]),
+                                               temb[:, :fixed].reshape(b * fixed, -1))  # [B*(T-j), 3C, H, W]
+                f = block(f, temb, cache[(i, j)])
             if use_sem:
                 s_proj, gate = level.semantic(semantic)  # [B, C] each, eq. 6-7
                 s = s_proj[:, None, :, None, None]  # tiled over T, H, W by broadcasting
