@@ -1,8 +1,12 @@
 """Mask-level reference rows for future-change F1 (issue 15), on the cases of `forecast_quality.py`.
 
 Future-change F1 scores the change a forecast implies, C(last frame, forecast), against the true future
-change. Two rows put the forecasters' numbers in context, with the same detector C:
+change. These rows put the forecasters' numbers in context, with the same detector C:
 - "repeat the last detected change": C(previous frame, last frame) taken as the future change (no forecast);
+- simple trend extrapolations of the detected changes, from the frames alone: the union of the last two detected
+  changes; the last one dilated by 1 or 2 px (a front that advances); the last one shifted by the motion of its
+  centroid between the last two detected changes;
+- "oracle: the last TRUE change mask" (ground truth of the history, which no user has);
 - "oracle": C(last frame, true future frame), what this detector allows when the forecast is perfect.
 Synthetic test split (the exact future change mask as truth), counts pooled over all pixels of all cases.
 
@@ -22,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from forecast_quality import RESULTS, synthetic_cases  # noqa: E402  (the same cases)
@@ -40,17 +45,28 @@ def main(argv: list[str] | None = None) -> None:
     rows: dict[str, dict[str, dict]] = {}
     for det_name in (args.detector, "cva"):
         detector = load_change_detector(det_name)
-        repeat, oracle = ChangeEvaluation(), ChangeEvaluation()
+        labels = ["repeat the last detected change", "union of the last two detected changes",
+                  "the last detected change dilated by 1 px", "the last detected change dilated by 2 px",
+                  "the last detected change shifted by its centroid's motion",
+                  "oracle: the last TRUE change mask", "oracle: C(last frame, true future frame)"]
+        evals = {label: ChangeEvaluation() for label in labels}
         for c in cases:
             frames = torch.from_numpy(np.ascontiguousarray(c.sequence.rgb()))  # [T, 3, H, W]
             truth = torch.from_numpy(c.true_change.astype(np.uint8))
-            last_change = detector.detect(frames[-2][None], frames[-1][None]).mask[0]
+            before = detector.detect(frames[-3][None], frames[-2][None]).mask[0].numpy().astype(bool)
+            last = detector.detect(frames[-2][None], frames[-1][None]).mask[0].numpy().astype(bool)
             perfect = detector.detect(frames[-1][None], torch.from_numpy(c.target)[None]).mask[0]
-            repeat.add(c.name, last_change, truth)
-            oracle.add(c.name, perfect, truth)
+            shifted = last
+            if before.any() and last.any():
+                motion = np.subtract(ndimage.center_of_mass(last), ndimage.center_of_mass(before))
+                shifted = ndimage.shift(last.astype(np.float32), motion, order=0) > 0.5
+            masks = [last, before | last, ndimage.binary_dilation(last, iterations=1),
+                     ndimage.binary_dilation(last, iterations=2), shifted,
+                     np.asarray(c.sequence.change_masks[-1]).astype(bool), perfect]
+            for label, mask in zip(labels, masks):
+                evals[label].add(c.name, torch.as_tensor(np.asarray(mask, dtype=np.uint8)), truth)
         name = getattr(detector, "name", det_name)
-        rows[name] = {"repeat the last detected change": repeat.result().scores,
-                      "oracle: C(last frame, true future frame)": oracle.result().scores}
+        rows[name] = {label: e.result().scores for label, e in evals.items()}
         for label, scores in rows[name].items():
             print(f"{name:10s} {label:42s} F1 {scores['F1']:.4f} (per-case mean {scores['F1_per_case_mean']:.4f})")
 
