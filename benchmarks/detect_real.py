@@ -284,12 +284,12 @@ def main(argv=None) -> int:
                 if source == "unichange":
                     row.setdefault("answer_ok", {})[f"{dataset}/{split}"] = round(float(np.mean(pipe.detector.ok)), 4) \
                         if pipe.detector.ok else None
-        if source not in ("cva", "unichange"):
-            row["synthetic_test_F1"] = synthetic_f1(DetectPipeline.from_pretrained(source).detector)
         if source != "cva":
+            detector = DetectPipeline.from_pretrained(source).detector
+            if source != "unichange":
+                row["synthetic_test_F1"] = synthetic_f1(detector)
             row["training"] = training_budget(source)
-            threshold = getattr(getattr(DetectPipeline.from_pretrained(source).detector.model, "config", None),
-                                "threshold", None)
+            threshold = getattr(getattr(detector.model, "config", None), "threshold", None)
             if threshold is not None:
                 row["threshold"] = float(threshold)
         row["seconds"] = round(time.perf_counter() - t0, 1)
