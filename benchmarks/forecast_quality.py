@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SHARED = ROOT.parent / "shared" / "data"
 MODELS = ["tamms", "tamms-no-semantic", "tamms-no-text", "tamms-base-control",
-          "persistence", "linear-trend", "simvp", "convlstm"]
-DETERMINISTIC = ["persistence", "linear-trend", "simvp", "convlstm"]
+          "persistence", "linear-trend", "simvp", "convlstm", "change-trend"]
+DETERMINISTIC = ["persistence", "linear-trend", "simvp", "convlstm", "change-trend"]
 
 
 @dataclass

@@ -225,6 +225,48 @@ def test_baseline_trains_through_the_cli_and_loads(tmp_path, name):
     assert got.shape == (2, 1, 3, 20, 28) and not torch.equal(got[:, 0], h[:, -1])  # no longer persistence
 
 
+def test_change_trend_trains_through_the_cli_loads_and_reads_the_detected_changes(tmp_path):
+    """change-trend: trained on the synthetic world's future change masks, loaded by name with its detector; its
+    forecast is the last frame except where it predicts change, and the detected history changes steer it."""
+    from tamms.models.change_trend import ChangeTrendForecaster
+    from tamms.pipelines.forecast import detected_changes
+    from tamms.pipelines.detect import detector_from_pretrained
+    from tamms.registry import load_forecast_model
+
+    recipe = yaml.safe_load((CONFIGS / "forecast_change_trend.yaml").read_text())
+    assert recipe["data"]["real"] == [] and recipe["data"]["crop_size"] == 64
+    recipe["model"]["change_trend"].update(hidden=8, translator=16, translator_blocks=1)
+    recipe["data"].update(synthetic={"n": 12, "size": 24, "frames": 4, "seed": 0}, crop_size=24, batch_size=4)
+    recipe["trainer"].update(max_steps=12, accelerator="cpu", log_every=1)
+    recipe["optim"].update(warmup_steps=2, lr=1e-2)
+    path = write_recipe(tmp_path, recipe)
+    out = tmp_path / "ct"
+    main(["train", "forecast", "--config", str(path), "--out", str(out)])
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["model_type"] == "change-trend" and saved["config"]["detector"] == "siamese"
+    history = [row["loss"] for row in saved["training"]["history"]]
+    assert np.mean(history[-3:]) < np.mean(history[:3])  # BCE + Dice + L1 went down
+    h = torch.rand(2, 3, 3, 20, 28)
+    days, target = torch.tensor([[0.0, 50, 100]] * 2), torch.tensor([200.0, 300.0])
+    got = load_forecast_model("change-trend", out).forecast(h, days, target)[:, 0]  # [B, C, H, W]
+    assert got.shape == (2, 3, 20, 28)
+    net = ChangeTrendForecaster.from_pretrained(out)
+    changes = detected_changes(detector_from_pretrained("siamese"), h)  # [B, T-1, H, W]
+    assert changes.shape == (2, 2, 20, 28)
+    with torch.no_grad():
+        pred = net.predict(h, changes, days, target)  # 20 x 28 needs no padding (a multiple of 4)
+        kept = torch.sigmoid(pred.change_logits) <= net.cfg.threshold  # [B, H, W]
+        assert 0 < kept.sum() < kept.numel()
+        torch.testing.assert_close(got.permute(0, 2, 3, 1)[kept], h[:, -1].permute(0, 2, 3, 1)[kept])
+        torch.testing.assert_close(got.permute(0, 2, 3, 1)[~kept], pred.content.permute(0, 2, 3, 1)[~kept])
+        # control: the change masks are read (all-change history masks give other change logits)
+        other = net.predict(h, torch.ones(2, 2, 20, 28), days, target).change_logits
+        assert (other - net.predict(h, torch.zeros(2, 2, 20, 28), days, target).change_logits).abs().max() > 1e-4
+    recipe["data"]["real"] = [str(tmp_path / "somewhere")]
+    with pytest.raises(ConfigError, match="synthetic world"):
+        ForecastTask(load_train_config(recipe))
+
+
 # --- pieces ---------------------------------------------------------------------------------------------
 def _task(stage: str, init_from: Path | None = None, **options) -> ForecastTask:
     recipe = tiny_recipe()

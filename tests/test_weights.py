@@ -120,7 +120,7 @@ def test_detector_outputs_unchanged():
 
 def test_registry_names_every_forecaster():
     assert set(FORECAST_MODELS) == {"tamms", "tamms-no-semantic", "tamms-no-text", "tamms-base-control", "persistence",
-                                    "linear-trend", "simvp", "convlstm", "satjepa", "satjepa-caption"}
+                                    "linear-trend", "simvp", "convlstm", "change-trend", "satjepa", "satjepa-caption"}
     assert set(SHIPPED.values()) <= set(MODEL_TYPES)
 
 

@@ -12,6 +12,7 @@ Forecasters (`FORECAST_MODELS`, a dict name -> loader returning a `tamms.pipelin
   persistence           copy the last frame
   linear-trend          per-pixel least-squares line over the history, at the target date
   simvp, convlstm       learned deterministic baselines
+  change-trend          where the detected change goes next and what it becomes (not in the papers; issue 15)
   satjepa               Sat-JEPA-Diff, coarse-RGB conditioning
   satjepa-caption       Sat-JEPA-Diff, caption-guided (captions from the history images)
 
@@ -52,7 +53,7 @@ def _builtin_forecaster(name: str, weights: str | Path | None = None, **_: Any) 
 
 
 _FORECASTERS_WITH_WEIGHTS = ("tamms", "tamms-no-semantic", "tamms-no-text", "tamms-base-control", "simvp", "convlstm",
-                             "satjepa", "satjepa-caption")
+                             "change-trend", "satjepa", "satjepa-caption")
 FORECAST_MODELS: dict[str, Callable[..., ForecastModel]] = {
     **{name: partial(_shipped_forecaster, name) for name in _FORECASTERS_WITH_WEIGHTS},
     **{name: partial(_builtin_forecaster, name) for name in BUILTIN_FORECASTERS},

@@ -195,6 +195,7 @@ MODEL_TYPES: dict[str, str] = {
     "tamms-sfci": "tamms.models.forecaster:SFCIForecaster",
     "simvp": "tamms.models.baselines.forecast:SimVP",
     "convlstm": "tamms.models.baselines.forecast:ConvLSTM",
+    "change-trend": "tamms.models.change_trend:ChangeTrendForecaster",
     "satjepa-diff": "tamms.models.jepa_generator:SatJEPADiff",
     "satjepa-diff-caption": "tamms.models.jepa_caption:CaptionGuidedSatJEPA",
     "siamese": "tamms.models.change.siamese:SiameseChangeNet",

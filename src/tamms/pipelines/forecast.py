@@ -186,8 +186,21 @@ class ForecastModel:
         raise NotImplementedError
 
 
+@torch.no_grad()
+def detected_changes(detector, history: torch.Tensor) -> torch.Tensor:
+    """history [B, T, C, H, W] in [0, 1] -> [B, T-1, H, W] uint8: the detector's change mask of each consecutive
+    pair of frames (RGB bands 0-2), computed where the detector's network is and returned beside the history."""
+    b, t, c, h, w = history.shape
+    before = history[:, :-1, :3].reshape(b * (t - 1), 3, h, w)
+    after = history[:, 1:, :3].reshape(b * (t - 1), 3, h, w)
+    network = getattr(detector, "model", None)
+    device = next(network.parameters()).device if isinstance(network, torch.nn.Module) else torch.device("cpu")
+    masks = detector.detect(before.to(device), after.to(device)).mask  # [B*(T-1), H, W]
+    return masks.to(history.device).reshape(b, t - 1, h, w)
+
+
 class FunctionForecastModel(ForecastModel):
-    """A deterministic forecast function or network (persistence, trend, SimVP, ConvLSTM)."""
+    """A deterministic forecast function or network (persistence, trend, SimVP, ConvLSTM, change-trend)."""
 
     def __init__(self, name: str, fn: Callable[..., torch.Tensor], history: int, multiple_of: int = 1):
         self.name, self.fn, self.history, self.multiple_of = name, fn, history, multiple_of
@@ -259,6 +272,7 @@ def forecast_model_from_pretrained(name_or_folder: str | Path, name: str | None 
     Built-in forecasters ("persistence", "linear-trend") need no folder."""
     from tamms.models import load_pretrained, resolve_weights
     from tamms.models.baselines.forecast import ConvLSTM, SimVP
+    from tamms.models.change_trend import ChangeTrendForecaster
     from tamms.models.forecaster import SFCIForecaster
 
     if str(name_or_folder) in BUILTIN_FORECASTERS and not Path(name_or_folder).is_dir():
@@ -271,6 +285,12 @@ def forecast_model_from_pretrained(name_or_folder: str | Path, name: str | None 
     if isinstance(net, (SimVP, ConvLSTM)):
         history = getattr(net.cfg, "history", getattr(net, "history", 3))
         return FunctionForecastModel(name, net, history=history, multiple_of=net.multiple_of)
+    if isinstance(net, ChangeTrendForecaster):
+        from tamms.pipelines.detect import detector_from_pretrained
+
+        detector = detector_from_pretrained(net.cfg.detector)
+        return FunctionForecastModel(name, lambda h, d, t: net(h, detected_changes(detector, h), d, t),
+                                     history=net.cfg.history, multiple_of=net.multiple_of)
     from tamms.pipelines.jepa import SatJEPAForecastModel, SatJEPAPipeline
 
     if getattr(net, "variant", None) in ("rgb", "caption"):

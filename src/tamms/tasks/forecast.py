@@ -29,10 +29,11 @@ import torch.nn.functional as F
 
 from tamms.config import from_dict
 from tamms.errors import ConfigError, MissingWeightsError, OutputExistsError
+from tamms.pipelines.forecast import detected_changes
 from tamms.tasks.base import TammsTask
 
 STAGES = ("unet", "structural", "semantic", "anneal")
-BASELINES = ("simvp", "convlstm")
+BASELINES = ("simvp", "convlstm", "change-trend")  # one network, no stages
 # ECM keys a stage may change on a loaded ECM (TAMMs table 2 ablations); any other key is the architecture
 ECM_SWITCHES = ("use_semantic", "use_text", "use_temporal")
 
@@ -41,7 +42,7 @@ ECM_SWITCHES = ("use_semantic", "use_text", "use_temporal")
 class ForecastModelConfig:
     """`model:` of a forecast config."""
 
-    name: str = "tamms"  # "tamms" (U-Net + ECM), "simvp" or "convlstm"
+    name: str = "tamms"  # "tamms" (U-Net + ECM), "simvp", "convlstm" or "change-trend"
     unet: dict[str, Any] = field(default_factory=dict)  # tamms.models.unet.UNetConfig of a fresh U-Net
     ecm: dict[str, Any] = field(default_factory=dict)  # tamms.models.forecaster.ECMConfig
     prediction_type: str = "sample"  # what the U-Net predicts: sample (the clean frame), epsilon, v_prediction
@@ -49,6 +50,7 @@ class ForecastModelConfig:
     strength: float = 1.0
     simvp: dict[str, Any] = field(default_factory=dict)  # SimVPConfig
     convlstm: dict[str, Any] = field(default_factory=dict)  # ConvLSTMConfig
+    change_trend: dict[str, Any] = field(default_factory=dict)  # tamms.models.change_trend.ChangeTrendConfig
 
     def __post_init__(self) -> None:
         if self.name not in ("tamms", *BASELINES):
@@ -179,6 +181,8 @@ class ForecastTask(TammsTask):
         from tamms.models.baselines.forecast import ConvLSTM, ConvLSTMConfig, SimVP, SimVPConfig
 
         name = self.model_cfg.name
+        if name == "change-trend":
+            return self._change_trend()
         cls, cfg_cls = (SimVP, SimVPConfig) if name == "simvp" else (ConvLSTM, ConvLSTMConfig)
         if self.init_from:
             return cls.from_pretrained(self.init_from).train()
@@ -186,6 +190,22 @@ class ForecastTask(TammsTask):
         if name == "simvp":
             settings.setdefault("history", self.config.data.history)
         return cls(from_dict(cfg_cls, settings, f"config.model.{name}"))
+
+    def _change_trend(self):
+        from tamms.models.change_trend import ChangeTrendConfig, ChangeTrendForecaster
+        from tamms.pipelines.detect import detector_from_pretrained
+
+        if self.config.data.real:
+            raise ConfigError("change-trend learns from the exact future change masks, which only the synthetic world "
+                              "has: remove data.real from its config")
+        if self.init_from:
+            model = ChangeTrendForecaster.from_pretrained(self.init_from).train()
+        else:
+            settings = dict(self.model_cfg.change_trend)
+            settings.setdefault("history", self.config.data.history)
+            model = ChangeTrendForecaster(from_dict(ChangeTrendConfig, settings, "config.model.change_trend"))
+        self.detector = detector_from_pretrained(model.cfg.detector)  # frozen: its masks are inputs, not learnt
+        return model
 
     def _forecaster(self):
         from tamms.models.forecaster import SFCIConfig, SFCIForecaster
@@ -291,7 +311,13 @@ class ForecastTask(TammsTask):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         history, target = batch["image"], batch["target"]  # [B, T, C, H, W], [B, C, H, W]
         days, target_days = batch["time"], batch["target_time"]  # [B, T], [B] days (float64)
-        if self.stage is None:  # a baseline
+        if self.model_cfg.name == "change-trend":
+            if "target_mask" not in batch:
+                raise ConfigError("change-trend trains on windows with their exact future change mask (the synthetic "
+                                  "world): this batch has none")
+            terms = self.model.loss_terms(history, detected_changes(self.detector, history), days, target_days, target,
+                                          batch["target_mask"])
+        elif self.stage is None:  # a baseline
             terms = regression_terms(self.model(history, days, target_days), target, 1.0)
         elif self.stage == "unet":
             terms = self._unet_terms(torch.cat([history.flatten(0, 1), target]))  # [B*(T+1), C, H, W]
