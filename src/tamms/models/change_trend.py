@@ -25,11 +25,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from tamms.errors import ConfigError
-from tamms.models.base import PretrainedModel
-from tamms.models.baselines.forecast import InceptionBlock, _conv, gap_planes
+from tamms.models.baselines.forecast import SimVP, gap_planes
 
 
 @dataclass
@@ -59,40 +57,25 @@ class ChangeTrendOutput:
     content: torch.Tensor  # [B, C, H, W] in [0, 1], what the changed pixels become
 
 
-class ChangeTrendForecaster(PretrainedModel):
+class ChangeTrendForecaster(SimVP):
+    """SimVP's trunk with one more plane per frame (the detected change into it) and 1 + C outputs."""
+
     model_type = "change-trend"
     config_class = ChangeTrendConfig
     train_command = "tamms train forecast --config src/tamms/configs/forecast_change_trend.yaml"
-    multiple_of = 4  # two stride-2 convs: inputs are padded to a multiple of 4
 
     def __init__(self, cfg: ChangeTrendConfig):
-        super().__init__()
-        self.cfg = cfg
-        c, hid = cfg.channels, cfg.hidden
-        self.enc1 = _conv(c + 2, hid)  # frame + its detected change mask + its gap plane
-        self.enc2 = nn.Sequential(_conv(hid, hid, 2), _conv(hid, hid, 2))  # H/4
-        self.translate_in = nn.Conv2d(cfg.history * hid, cfg.translator, 1)
-        self.translator = nn.Sequential(*[InceptionBlock(cfg.translator) for _ in range(cfg.translator_blocks)])
-        self.translate_out = nn.Conv2d(cfg.translator, hid, 1)
-        self.dec = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), _conv(hid, hid),
-                                 nn.Upsample(scale_factor=2, mode="nearest"), _conv(hid, hid))
-        self.head = nn.Conv2d(2 * hid, 1 + c, 3, 1, 1)  # change logit + content, from decoder + last frame's skip
+        super().__init__(cfg, in_planes=2, out_channels=1 + cfg.channels)  # change logit + content
 
     def predict(self, history: torch.Tensor, history_changes: torch.Tensor, history_days: torch.Tensor,
                 target_days: torch.Tensor) -> ChangeTrendOutput:
         """history [B, T, C, H, W] in [0, 1]; history_changes [B, T-1, H, W]: the detected change mask of each
         consecutive pair of history frames (`tamms.pipelines.forecast.detected_changes`)."""
-        b, t, c, h, w = history.shape
+        h, w = history.shape[-2:]
         into = torch.cat([torch.zeros_like(history_changes[:, :1]), history_changes], dim=1).to(history.dtype)
         x = torch.cat([history, into.unsqueeze(2), gap_planes(history_days, target_days, (h, w))],
                       dim=2)  # [B, T, C+2, H, W]: each frame with the change into it (none for the first)
-        skip = self.enc1(x.reshape(b * t, c + 2, h, w))  # [B*T, hid, H, W]
-        z = self.enc2(skip)  # [B*T, hid, H/4, W/4]
-        z = z.reshape(b, t * z.shape[1], *z.shape[2:])  # [B, T*hid, H/4, W/4]
-        z = self.translate_out(self.translator(self.translate_in(z)))  # [B, hid, H/4, W/4]
-        y = self.dec(z)  # [B, hid, H, W]
-        last_skip = skip.reshape(b, t, -1, h, w)[:, -1]  # [B, hid, H, W]
-        out = self.head(torch.cat([y, last_skip], dim=1))  # [B, 1+C, H, W]
+        out = self.trunk(x)  # [B, 1+C, H, W]
         return ChangeTrendOutput(out[:, 0], torch.sigmoid(out[:, 1:]))
 
     def forward(self, history: torch.Tensor, history_changes: torch.Tensor, history_days: torch.Tensor,

@@ -282,15 +282,15 @@ def forecast_model_from_pretrained(name_or_folder: str | Path, name: str | None 
     net = load_pretrained(folder)
     if isinstance(net, SFCIForecaster):
         return SFCIForecastModel(name, net, scheduler, strength)
-    if isinstance(net, (SimVP, ConvLSTM)):
-        history = getattr(net.cfg, "history", getattr(net, "history", 3))
-        return FunctionForecastModel(name, net, history=history, multiple_of=net.multiple_of)
-    if isinstance(net, ChangeTrendForecaster):
+    if isinstance(net, ChangeTrendForecaster):  # before SimVP: it is one, with other inputs
         from tamms.pipelines.detect import detector_from_pretrained
 
         detector = detector_from_pretrained(net.cfg.detector)
         return FunctionForecastModel(name, lambda h, d, t: net(h, detected_changes(detector, h), d, t),
                                      history=net.cfg.history, multiple_of=net.multiple_of)
+    if isinstance(net, (SimVP, ConvLSTM)):
+        history = getattr(net.cfg, "history", getattr(net, "history", 3))
+        return FunctionForecastModel(name, net, history=history, multiple_of=net.multiple_of)
     from tamms.pipelines.jepa import SatJEPAForecastModel, SatJEPAPipeline
 
     if getattr(net, "variant", None) in ("rgb", "caption"):

@@ -80,32 +80,39 @@ class SimVP(PretrainedModel):
     train_command = "tamms train forecast --config src/tamms/configs/forecast_simvp.yaml"
     multiple_of = 4  # two stride-2 convs: inputs are padded to a multiple of 4
 
-    def __init__(self, cfg: SimVPConfig):
+    def __init__(self, cfg: SimVPConfig, in_planes: int = 1, out_channels: int | None = None):
+        """in_planes: input planes per frame besides its bands (the gap plane); out_channels: head outputs (the
+        change of every band). A network built on this trunk with other inputs or outputs passes its own."""
         super().__init__()
         self.cfg = cfg
         c, hid = cfg.channels, cfg.hidden
-        self.enc1 = _conv(c + 1, hid)
+        self.enc1 = _conv(c + in_planes, hid)
         self.enc2 = nn.Sequential(_conv(hid, hid, 2), _conv(hid, hid, 2))  # H/4
         self.translate_in = nn.Conv2d(cfg.history * hid, cfg.translator, 1)
         self.translator = nn.Sequential(*[InceptionBlock(cfg.translator) for _ in range(cfg.translator_blocks)])
         self.translate_out = nn.Conv2d(cfg.translator, hid, 1)
         self.dec = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), _conv(hid, hid),
                                  nn.Upsample(scale_factor=2, mode="nearest"), _conv(hid, hid))
-        self.head = nn.Conv2d(2 * hid, c, 3, 1, 1)  # decoder output + skip of the last frame
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        self.head = nn.Conv2d(2 * hid, c if out_channels is None else out_channels, 3, 1, 1)  # decoder + last skip
+        if out_channels is None:  # SimVP predicts the change from the last frame: it starts as persistence
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
 
-    def forward(self, history: torch.Tensor, history_days: torch.Tensor, target_days: torch.Tensor) -> torch.Tensor:
-        b, t, c, h, w = history.shape
-        x = torch.cat([history, gap_planes(history_days, target_days, (h, w))], dim=2)  # [B, T, C+1, H, W]
-        skip = self.enc1(x.reshape(b * t, c + 1, h, w))  # [B*T, hid, H, W]
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, T, P, H, W] (each frame's planes) -> the head's output [B, out_channels, H, W]."""
+        b, t, p, h, w = x.shape
+        skip = self.enc1(x.reshape(b * t, p, h, w))  # [B*T, hid, H, W]
         z = self.enc2(skip)  # [B*T, hid, H/4, W/4]
         z = z.reshape(b, t * z.shape[1], *z.shape[2:])  # [B, T*hid, H/4, W/4]
         z = self.translate_out(self.translator(self.translate_in(z)))  # [B, hid, H/4, W/4]
         y = self.dec(z)  # [B, hid, H, W]
         last_skip = skip.reshape(b, t, -1, h, w)[:, -1]  # [B, hid, H, W]
-        delta = self.head(torch.cat([y, last_skip], dim=1))
-        return (history[:, -1] + delta).clamp(0, 1)
+        return self.head(torch.cat([y, last_skip], dim=1))
+
+    def forward(self, history: torch.Tensor, history_days: torch.Tensor, target_days: torch.Tensor) -> torch.Tensor:
+        h, w = history.shape[-2:]
+        x = torch.cat([history, gap_planes(history_days, target_days, (h, w))], dim=2)  # [B, T, C+1, H, W]
+        return (history[:, -1] + self.trunk(x)).clamp(0, 1)
 
 
 @dataclass
