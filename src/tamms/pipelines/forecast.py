@@ -202,8 +202,10 @@ def detected_changes(detector, history: torch.Tensor) -> torch.Tensor:
 class FunctionForecastModel(ForecastModel):
     """A deterministic forecast function or network (persistence, trend, SimVP, ConvLSTM, change-trend)."""
 
-    def __init__(self, name: str, fn: Callable[..., torch.Tensor], history: int, multiple_of: int = 1):
+    def __init__(self, name: str, fn: Callable[..., torch.Tensor], history: int, multiple_of: int = 1,
+                 any_gap: bool = False):
         self.name, self.fn, self.history, self.multiple_of = name, fn, history, multiple_of
+        self.any_gap = any_gap  # one step to any date (see ForecastPipeline.step_limit)
 
     @torch.no_grad()
     def forecast(self, history, history_days, target_days, num_samples=1, num_inference_steps=20, noise=None,
@@ -286,8 +288,10 @@ def forecast_model_from_pretrained(name_or_folder: str | Path, name: str | None 
         from tamms.pipelines.detect import detector_from_pretrained
 
         detector = detector_from_pretrained(net.cfg.detector)
+        # one step to any date: it was trained on windows whose target lies up to years ahead, and a rollout feeds
+        # it its own forecasts (docs/forecast.md)
         return FunctionForecastModel(name, lambda h, d, t: net(h, detected_changes(detector, h), d, t),
-                                     history=net.cfg.history, multiple_of=net.multiple_of)
+                                     history=net.cfg.history, multiple_of=net.multiple_of, any_gap=True)
     if isinstance(net, (SimVP, ConvLSTM)):
         history = getattr(net.cfg, "history", getattr(net, "history", 3))
         return FunctionForecastModel(name, net, history=history, multiple_of=net.multiple_of)
