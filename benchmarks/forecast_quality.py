@@ -106,6 +106,16 @@ def run_model(name: str, cases: list[Case], steps: int | None, seed: int, sample
     return [out[i] for i in range(len(cases))], time.time() - start
 
 
+def cached_run(path: Path, reuse: bool, compute) -> tuple[list[np.ndarray], float]:
+    """(predictions, seconds): read from `path` when `reuse` and it exists, else `compute()` and kept there."""
+    if reuse and path.exists():
+        z = np.load(path)
+        return [z[f"p{i}"] for i in range(len(z.files) - 1)], float(z["seconds"])
+    preds, secs = compute()
+    np.savez_compressed(path, seconds=secs, **{f"p{i}": p for i, p in enumerate(preds)})
+    return preds, secs
+
+
 def time_one_forecast(steps: int = 20, repeats: int = 3) -> dict:
     from tamms.pipelines.forecast import ForecastPipeline
 
@@ -249,14 +259,9 @@ def main(argv: list[str] | None = None) -> None:
     reuse = {m for m in args.reuse.split(",") if m}
     key = f"s{args.steps or 'default'}_k{args.samples}_seed{args.seed}_n{len(cases)}"
     for name in [m for m in args.models.split(",") if m]:
-        cached = cache / f"{name}_{key}.npz"
         try:
-            if name in reuse and cached.exists():
-                z = np.load(cached)
-                preds, secs = [z[f"p{i}"] for i in range(len(cases))], float(z["seconds"])
-            else:
-                preds, secs = run_model(name, cases, args.steps, args.seed, args.samples)
-                np.savez_compressed(cached, seconds=secs, **{f"p{i}": p for i, p in enumerate(preds)})
+            preds, secs = cached_run(cache / f"{name}_{key}.npz", name in reuse,
+                                     lambda: run_model(name, cases, args.steps, args.seed, args.samples))
         except Exception as exc:  # a model without weights is reported, not fatal
             result["notes"].append(f"{name}: not evaluated ({exc})")
             print(f"{name}: skipped ({exc})", flush=True)
@@ -282,16 +287,12 @@ def main(argv: list[str] | None = None) -> None:
         syn = [c for c in cases if c.source == "synthetic"]
         result["steps_sweep"] = {}
         for n, k in sweep:
-            cached = cache / f"tamms_s{n}_k{k}_seed{args.seed}_n{len(syn)}_synthetic.npz"
             if (n, k) == (result["sampler_steps"]["tamms"], args.samples):  # the main row's setting: its forecasts
                 preds = [p for c, p in zip(cases, predictions["tamms"]) if c.source == "synthetic"]
                 secs = result["seconds"]["tamms"]
-            elif "tamms" in reuse and cached.exists():
-                z = np.load(cached)
-                preds, secs = [z[f"p{i}"] for i in range(len(syn))], float(z["seconds"])
             else:
-                preds, secs = run_model("tamms", syn, n, args.seed, k)
-                np.savez_compressed(cached, seconds=secs, **{f"p{i}": p for i, p in enumerate(preds)})
+                preds, secs = cached_run(cache / f"tamms_s{n}_k{k}_seed{args.seed}_n{len(syn)}_synthetic.npz",
+                                         "tamms" in reuse, lambda: run_model("tamms", syn, n, args.seed, k))
             result["steps_sweep"][f"{n}:{k}"] = {**evaluate(syn, preds, detector)["synthetic"], "seconds": secs}
             print("sweep", n, k, result["steps_sweep"][f"{n}:{k}"], flush=True)
     result["notes"] += comparison_notes(result["metrics"])

@@ -179,32 +179,26 @@ class ForecastTask(TammsTask):
     # -- building / loading -------------------------------------------------------------------------------
     def _baseline(self):
         from tamms.models.baselines.forecast import ConvLSTM, ConvLSTMConfig, SimVP, SimVPConfig
+        from tamms.models.change_trend import ChangeTrendConfig, ChangeTrendForecaster
 
         name = self.model_cfg.name
-        if name == "change-trend":
-            return self._change_trend()
-        cls, cfg_cls = (SimVP, SimVPConfig) if name == "simvp" else (ConvLSTM, ConvLSTMConfig)
-        if self.init_from:
-            return cls.from_pretrained(self.init_from).train()
-        settings = dict(getattr(self.model_cfg, name))
-        if name == "simvp":
-            settings.setdefault("history", self.config.data.history)
-        return cls(from_dict(cfg_cls, settings, f"config.model.{name}"))
-
-    def _change_trend(self):
-        from tamms.models.change_trend import ChangeTrendConfig, ChangeTrendForecaster
-        from tamms.pipelines.detect import detector_from_pretrained
-
-        if self.config.data.real:
+        cls, cfg_cls = {"simvp": (SimVP, SimVPConfig), "convlstm": (ConvLSTM, ConvLSTMConfig),
+                        "change-trend": (ChangeTrendForecaster, ChangeTrendConfig)}[name]
+        if name == "change-trend" and self.config.data.real:
             raise ConfigError("change-trend learns from the exact future change masks, which only the synthetic world "
                               "has: remove data.real from its config")
         if self.init_from:
-            model = ChangeTrendForecaster.from_pretrained(self.init_from).train()
+            model = cls.from_pretrained(self.init_from).train()
         else:
-            settings = dict(self.model_cfg.change_trend)
-            settings.setdefault("history", self.config.data.history)
-            model = ChangeTrendForecaster(from_dict(ChangeTrendConfig, settings, "config.model.change_trend"))
-        self.detector = detector_from_pretrained(model.cfg.detector)  # frozen: its masks are inputs, not learnt
+            key = name.replace("-", "_")  # the config section: simvp, convlstm, change_trend
+            settings = dict(getattr(self.model_cfg, key))
+            if name != "convlstm":  # the networks that stack the history frames read a fixed number of them
+                settings.setdefault("history", self.config.data.history)
+            model = cls(from_dict(cfg_cls, settings, f"config.model.{key}"))
+        if name == "change-trend":
+            from tamms.pipelines.detect import detector_from_pretrained
+
+            self.detector = detector_from_pretrained(model.cfg.detector)  # frozen: its masks are inputs, not learnt
         return model
 
     def _forecaster(self):
