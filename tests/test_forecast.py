@@ -236,6 +236,33 @@ def test_same_seed_same_forecast_and_rollout(tmp_path):
     assert d.images.shape == a.images.shape and not torch.equal(d.images, a.images)
 
 
+def test_sampler_starts_from_another_forecasters_forecast(tmp_path):
+    """start_from (saved with the weights): with strength < 1 the sampler starts from that forecaster's forecast for
+    the same date, noised part-way (SDEdit), instead of from the last frame; at strength 1 it is never run."""
+    from tamms.models.forecaster import SFCIForecaster
+    from tamms.pipelines.forecast import ForecastPipeline, sample_sfci
+
+    folder = _save_tiny_weights(tmp_path / "w")
+    net = SFCIForecaster.from_pretrained(folder)
+    net.cfg.start_from, net.cfg.strength = "linear-trend", 0.5
+    net.save_pretrained(folder, overwrite=True)
+    pipe = ForecastPipeline.from_pretrained(folder, model="tamms-base-control", tile_batch=4)
+    assert pipe.model.start is not None and pipe.model.start.name == "linear-trend"
+    seq = _sequence(16, 16)
+    out = pipe(seq, "2020-06-01", num_samples=2, num_inference_steps=4, seed=3)  # one step (no rollout)
+    history = torch.from_numpy(seq.frames)[None]
+    days = torch.tensor([[float(d) for d in seq.days]], dtype=torch.float64)
+    target = torch.tensor([float(out.target_days[0])], dtype=torch.float64)
+    trend = pipe.model.start.forecast(history, days, target)[:, 0]  # [1, C, H, W]
+    noise = torch.randn((1, 2, 3, 16, 16), generator=torch.Generator().manual_seed(3))
+    kwargs = dict(num_samples=2, num_inference_steps=4, noise=noise, strength=0.5)
+    expected = sample_sfci(net.eval(), history, days, target, init=trend, **kwargs)
+    torch.testing.assert_close(out.images, expected)
+    from_last = sample_sfci(net, history, days, target, **kwargs)  # control: the start image is read
+    assert (from_last - expected).abs().max() > 1e-3
+    assert ForecastPipeline.from_pretrained(folder, strength=1.0).model.start is None
+
+
 def test_tiled_forecast_of_a_large_scene(tmp_path):
     from tamms.pipelines.forecast import ForecastPipeline, blend_window, tile_starts
 

@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from tamms.cli import main
 from tamms.config import load_train_config, stage_config
+from tamms.data.datasets import collate_sits
 from tamms.errors import ConfigError, MissingWeightsError
 from tamms.tasks.base import StopAfterSteps, train
 from tamms.tasks.forecast import ForecastTask, configure_stage, ecm_loss, make_train_scheduler
@@ -264,9 +265,39 @@ def test_change_trend_trains_through_the_cli_loads_and_reads_the_detected_change
         # control: the change masks are read (all-change history masks give other change logits)
         other = net.predict(h, torch.ones(2, 2, 20, 28), days, target).change_logits
         assert (other - net.predict(h, torch.zeros(2, 2, 20, 28), days, target).change_logits).abs().max() > 1e-4
-    recipe["data"]["real"] = [str(tmp_path / "somewhere")]
-    with pytest.raises(ConfigError, match="synthetic world"):
-        ForecastTask(load_train_config(recipe))
+
+
+def test_change_trend_learns_real_series_from_the_detected_change_to_their_target(tmp_path):
+    """A real series (no exact change mask) trains `real_repeats` times per pass, its future change being what the
+    frozen detector finds from its last frame to its target; a synthetic window keeps its exact mask."""
+    from dataclasses import replace
+
+    from tamms.data.synthetic import SyntheticWorldConfig, generate_sequence
+    from tamms.data.writers import save_sequence
+    from tamms.pipelines.forecast import detected_changes
+
+    scene = generate_sequence(7, SyntheticWorldConfig(size=24, frames=6), seed=3)
+    real = save_sequence(replace(scene, change_masks=None, landcover=None), tmp_path / "real")  # frames and dates
+    recipe = yaml.safe_load((CONFIGS / "forecast_change_trend.yaml").read_text())
+    recipe["model"]["change_trend"].update(hidden=8, translator=16, translator_blocks=1)
+    recipe["data"].update(synthetic={"n": 12, "size": 24, "frames": 4, "seed": 0}, crop_size=24, batch_size=4,
+                          real=[str(real)])
+    recipe["options"] = {"real_repeats": 5}
+    task = ForecastTask(load_train_config(recipe))
+    dm = task.datamodule()
+    dm.setup("fit")
+    windows = dm.datasets["train"].windows
+    sequences = dm.datasets["train"].sequences
+    real_windows = [w for w in windows if sequences[w.seq].meta.get("hold_out_last")]
+    assert len(real_windows) == 5 * 2  # 5 frames train (the 6th is held out): 2 windows of 3 -> next, 5 times
+    items = [dm.datasets["train"][i] for i in range(len(windows))]
+    batch = collate_sits([it for it in items if "target_mask" not in it][:2] + [it for it in items if "target_mask" in it][:2])
+    assert batch["target_mask"][0] is None and batch["target_mask"][2] is not None
+    masks = task.future_change_masks(batch)  # [B, H, W]
+    pairs = torch.stack([batch["image"][:2, -1], batch["target"][:2]], dim=1)
+    assert torch.equal(masks[:2], detected_changes(task.detector, pairs)[:, 0].to(torch.uint8))
+    assert torch.equal(masks[2:], torch.stack(batch["target_mask"][2:]).to(torch.uint8))
+    assert torch.isfinite(task.training_step(batch, 0))
 
 
 # --- pieces ---------------------------------------------------------------------------------------------

@@ -89,6 +89,8 @@ class SitsDataModule(L.LightningDataModule):
     `sequences` already in memory, or, with neither, the synthetic world (`n`, `size`, `frames`, `seed`).
     `split_mode="hash"` splits by sequence; `"all"` uses every sequence for every stage (for a
     single real sequence; say so when reporting, since it is not a held-out evaluation).
+    `real_repeats`: each real training pair and real series appears this many times per pass (a new random
+    crop each time), so a few real items are not lost among many synthetic ones.
     `pair_splits` = {real folder name: {"val": [pair names], "test": [pair names]}} fixes the split of that
     folder's pairs (every pair it does not name trains), instead of their recorded split or name hash.
     """
@@ -120,7 +122,7 @@ class SitsDataModule(L.LightningDataModule):
         swap_dates: bool = False,
         val_batch_size: int | None = None,
         include_future: bool = False,
-        pair_repeats: int = 1,
+        real_repeats: int = 1,
         pair_splits: dict[str, dict[str, Sequence[str]]] | None = None,
     ) -> None:
         super().__init__()
@@ -191,7 +193,8 @@ class SitsDataModule(L.LightningDataModule):
         for seq in self.sequences:
             if seq.meta.get("hold_out_last"):  # real series: history frames train, the last frame tests
                 if split == "train" and seq.num_frames > 2:
-                    seqs.append(seq.select(range(seq.num_frames - 1)))
+                    # a few real series among many synthetic ones: each trains `real_repeats` times per pass
+                    seqs.extend([seq.select(range(seq.num_frames - 1))] * max(1, self.hparams.real_repeats))
                 elif split == "test":
                     seqs.append(seq)
             elif sequence_split(seq) == split:
@@ -214,7 +217,7 @@ class SitsDataModule(L.LightningDataModule):
                                    crop_size=hp.crop_size, random_crop=train, flip=hp.flip and train,
                                    rgb_only=True, seed=hp.seed, rotate=hp.rotate and train,
                                    swap_dates=hp.swap_dates and train,
-                                   pair_repeats=hp.pair_repeats if train else 1)
+                                   pair_repeats=hp.real_repeats if train else 1)
         return SitsWindowDataset(seqs, history=hp.history, target=hp.target, min_history=hp.min_history,
                                  crop_size=hp.crop_size, random_crop=train, flip=hp.flip and train,
                                  rgb_only=hp.rgb_only, seed=hp.seed, rotate=hp.rotate and train)

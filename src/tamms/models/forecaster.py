@@ -317,7 +317,9 @@ class SFCIConfig:
     unet: the frozen U-Net's folder (diffusers format: config.json + diffusion_pytorch_model.safetensors, e.g.
     the shipped `weights/tamms-unet/` or a DiffusionSat checkpoint), relative to the saved folder or absolute.
     structural_only: the stage-1 ECM ("base control"): the semantic-temporal path is bypassed.
-    default_steps / strength: the sampler settings the weights were tuned with (`tamms forecast` defaults).
+    default_steps / strength / start_from: the sampler settings the weights were tuned with (`tamms forecast`
+    defaults); with strength < 1 the sampler starts from the forecast of the forecaster `start_from` names (a
+    shipped name or folder, e.g. "change-trend"), or from the last frame when it is None.
     """
 
     history: int = 3
@@ -330,6 +332,7 @@ class SFCIConfig:
     structural_only: bool = False
     default_steps: int | None = None
     strength: float = 1.0
+    start_from: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

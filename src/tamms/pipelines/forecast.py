@@ -51,12 +51,12 @@ def sample_sfci(forecaster, history: torch.Tensor, history_days: torch.Tensor, t
                 num_samples: int = 1, num_inference_steps: int = 20, noise: torch.Tensor | None = None,
                 generator: torch.Generator | None = None, semantic: torch.Tensor | None = None,
                 text_embeddings: torch.Tensor | None = None, text_mask: torch.Tensor | None = None,
-                scheduler: str = "ddim", strength: float = 1.0) -> torch.Tensor:
+                scheduler: str = "ddim", strength: float = 1.0, init: torch.Tensor | None = None) -> torch.Tensor:
     """Denoise K samples per window: history [B, T, C, H, W] in [0, 1] -> [B, K, C, H, W] in [0, 1].
 
-    strength: 1.0 starts from pure noise; below 1 the sampler starts from the last history frame noised
-    to that fraction of the schedule (as diffusers' img2img pipelines do) and runs that fraction of the
-    steps, so colours and layout the ECM does not change stay those of the last frame.
+    strength: 1.0 starts from pure noise; below 1 the sampler starts from `init` [B, C, H, W] in [0, 1]
+    (default: the last history frame) noised to that fraction of the schedule (as diffusers' img2img
+    pipelines do) and runs that fraction of the steps, so what the ECM does not change stays that of `init`.
     """
     b, t, c, h, w = history.shape
     k = num_samples
@@ -80,9 +80,10 @@ def sample_sfci(forecaster, history: torch.Tensor, history_days: torch.Tensor, t
     if noise is None:
         noise = torch.randn((b, k, c, h, w), generator=generator)
     x = noise.reshape(b * k, c, h, w).to(history.dtype) * sched.init_noise_sigma  # [B*K, C, H, W]
-    if start > 0:  # img2img start: the last frame, noised to the first remaining timestep
-        last = (history[:, -1] * 2 - 1).repeat_interleave(k, dim=0)  # [B*K, C, H, W]
-        x = sched.add_noise(last, noise.reshape(b * k, c, h, w).to(history.dtype), timesteps[:1].repeat(b * k))
+    if start > 0:  # img2img start: `init` (or the last frame), noised to the first remaining timestep
+        first = history[:, -1] if init is None else init.to(history.dtype)
+        first = (first * 2 - 1).repeat_interleave(k, dim=0)  # [B*K, C, H, W]
+        x = sched.add_noise(first, noise.reshape(b * k, c, h, w).to(history.dtype), timesteps[:1].repeat(b * k))
     cache: dict = {}  # the history's share of the control blocks, computed at the first step
     for tau in timesteps:
         tt = torch.full((b * k,), int(tau), dtype=torch.long)
@@ -224,12 +225,16 @@ class FunctionForecastModel(ForecastModel):
 
 
 class SFCIForecastModel(ForecastModel):
-    """Frozen U-Net + ECM, sampled with a diffusers scheduler (DDIM or DPM-Solver++)."""
+    """Frozen U-Net + ECM, sampled with a diffusers scheduler (DDIM or DPM-Solver++).
+
+    start: with strength < 1, the forecaster whose forecast the sampler starts from (None: the last frame): the
+    ECM and U-Net then refine that forecast for the same date (SDEdit), e.g. repaint the changes `change-trend`
+    places (docs/forecast.md)."""
 
     stochastic = True
 
     def __init__(self, name: str, forecaster, scheduler: str = "ddim", strength: float | None = None,
-                 default_steps: int | None = None):
+                 default_steps: int | None = None, start: ForecastModel | None = None):
         self.name = name
         self.strength = forecaster.cfg.strength if strength is None else strength
         self.default_steps = default_steps or forecaster.cfg.default_steps
@@ -241,13 +246,18 @@ class SFCIForecastModel(ForecastModel):
         self.uses_semantic = ecm_cfg.use_semantic and not forecaster.ecm.structural_only
         self.uses_text = ecm_cfg.use_text and not forecaster.ecm.structural_only
         self.scheduler_name = scheduler
+        self.start = start if self.strength < 1.0 else None  # from pure noise a start image is never read
 
     def forecast(self, history, history_days, target_days, num_samples=1, num_inference_steps=20, noise=None,
                  generator=None, semantic=None, text_embeddings=None, text_mask=None):
+        init = None
+        if self.start is not None:
+            n = self.start.history
+            init = self.start.forecast(history[:, -n:], history_days[:, -n:], target_days)[:, 0]  # [B, C, H, W]
         return sample_sfci(self.model, history, history_days, target_days, num_samples=num_samples,
                            num_inference_steps=num_inference_steps, noise=noise, generator=generator,
                            semantic=semantic, text_embeddings=text_embeddings, text_mask=text_mask,
-                           scheduler=self.scheduler_name, strength=self.strength)
+                           scheduler=self.scheduler_name, strength=self.strength, init=init)
 
 
 def _persistence() -> ForecastModel:
@@ -283,7 +293,13 @@ def forecast_model_from_pretrained(name_or_folder: str | Path, name: str | None 
     name = name or folder.name
     net = load_pretrained(folder)
     if isinstance(net, SFCIForecaster):
-        return SFCIForecastModel(name, net, scheduler, strength)
+        start = None
+        if net.cfg.start_from and (net.cfg.strength if strength is None else strength) < 1.0:
+            start = forecast_model_from_pretrained(net.cfg.start_from)
+            if start.stochastic or start.channels != net.cfg.channels:
+                raise InputError(f"{folder}: start_from {net.cfg.start_from!r} must be a deterministic forecaster of "
+                                 f"{net.cfg.channels} bands (change-trend, simvp, linear-trend, ...)")
+        return SFCIForecastModel(name, net, scheduler, strength, start=start)
     if isinstance(net, ChangeTrendForecaster):  # before SimVP: it is one, with other inputs
         from tamms.pipelines.detect import detector_from_pretrained
 

@@ -248,7 +248,7 @@ class ChangeDetectionTask(TammsTask):
         if self.options.real_folders is not None:
             real = [f for f in real if Path(f).name in self.options.real_folders]
         return SitsDataModule.from_config(self.config.data, task="pair", swap_dates=True,
-                                          pair_repeats=self.options.real_repeats,
+                                          real_repeats=self.options.real_repeats,
                                           pair_splits=self.options.holdout or None, real=real)
 
     # -- what each sample asks for --------------------------------------------------------------------

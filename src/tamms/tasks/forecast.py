@@ -48,6 +48,7 @@ class ForecastModelConfig:
     prediction_type: str = "sample"  # what the U-Net predicts: sample (the clean frame), epsilon, v_prediction
     default_steps: int | None = None  # sampler settings stored with the weights (`tamms forecast` defaults)
     strength: float = 1.0
+    start_from: str | None = None  # strength < 1 starts from this forecaster's forecast (None: the last frame)
     simvp: dict[str, Any] = field(default_factory=dict)  # SimVPConfig
     convlstm: dict[str, Any] = field(default_factory=dict)  # ConvLSTMConfig
     change_trend: dict[str, Any] = field(default_factory=dict)  # tamms.models.change_trend.ChangeTrendConfig
@@ -70,10 +71,13 @@ class ForecastOptions:
     # parameter by about lr per step, so they may need a larger rate than the rest to open
     gate_lr_scale: float = 1.0
     describer: str = "describer"  # folder (or shipped name) of the frozen describer giving M_t and text
+    real_repeats: int = 1  # each real series of data.real trains this many times per pass (new crops each time)
 
     def __post_init__(self) -> None:
         if self.stage is not None and self.stage not in STAGES:
             raise ConfigError(f"options.stage {self.stage!r} is not one of {list(STAGES)}")
+        if self.real_repeats < 1:
+            raise ConfigError(f"options.real_repeats={self.real_repeats}: give 1 or more")
 
 
 # --- diffusion helpers ---------------------------------------------------------------------------------
@@ -184,9 +188,6 @@ class ForecastTask(TammsTask):
         name = self.model_cfg.name
         cls, cfg_cls = {"simvp": (SimVP, SimVPConfig), "convlstm": (ConvLSTM, ConvLSTMConfig),
                         "change-trend": (ChangeTrendForecaster, ChangeTrendConfig)}[name]
-        if name == "change-trend" and self.config.data.real:
-            raise ConfigError("change-trend learns from the exact future change masks, which only the synthetic world "
-                              "has: remove data.real from its config")
         if self.init_from:
             model = cls.from_pretrained(self.init_from).train()
         else:
@@ -223,7 +224,8 @@ class ForecastTask(TammsTask):
             raise MissingWeightsError("stage 'structural' trains the ECM on a frozen, trained U-Net: run stage unet "
                                       "first, or give init_from: <U-Net folder> (e.g. src/tamms/weights/tamms-unet)")
         cfg = SFCIConfig.from_dict({"history": history, "prediction_type": mc.prediction_type, "ecm": dict(mc.ecm),
-                                    "default_steps": mc.default_steps, "strength": mc.strength})
+                                    "default_steps": mc.default_steps, "strength": mc.strength,
+                                    "start_from": mc.start_from})
         model = SFCIForecaster.from_config(cfg, unet)
         if folder is not None:
             model.unet_folder = (folder / "unet" if (folder / "unet" / "config.json").is_file() else folder).resolve()
@@ -248,7 +250,7 @@ class ForecastTask(TammsTask):
         if cfg.prediction_type != mc.prediction_type:
             raise ConfigError(f"model.prediction_type is {mc.prediction_type!r} but the forecaster in {folder} "
                               f"predicts {cfg.prediction_type!r}: set model.prediction_type={cfg.prediction_type}")
-        cfg.default_steps, cfg.strength = mc.default_steps, mc.strength
+        cfg.default_steps, cfg.strength, cfg.start_from = mc.default_steps, mc.strength, mc.start_from
 
     def _describer(self):
         from tamms.models.base import resolve_weights
@@ -275,7 +277,7 @@ class ForecastTask(TammsTask):
         extra: dict[str, Any] = {"min_history": data.history}  # windows of exactly `history` frames, no padding
         if data.bands is None:
             extra["rgb_only"] = True  # the forecasters are RGB models
-        return SitsDataModule.from_config(data, task="window", **extra)
+        return SitsDataModule.from_config(data, task="window", real_repeats=self.options.real_repeats, **extra)
 
     # -- conditioning ---------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -306,11 +308,8 @@ class ForecastTask(TammsTask):
         history, target = batch["image"], batch["target"]  # [B, T, C, H, W], [B, C, H, W]
         days, target_days = batch["time"], batch["target_time"]  # [B, T], [B] days (float64)
         if self.model_cfg.name == "change-trend":
-            if "target_mask" not in batch:
-                raise ConfigError("change-trend trains on windows with their exact future change mask (the synthetic "
-                                  "world): this batch has none")
             terms = self.model.loss_terms(history, detected_changes(self.detector, history), days, target_days, target,
-                                          batch["target_mask"])
+                                          self.future_change_masks(batch))
         elif self.stage is None:  # a baseline
             terms = regression_terms(self.model(history, days, target_days), target, 1.0)
         elif self.stage == "unet":
@@ -320,6 +319,25 @@ class ForecastTask(TammsTask):
                              self.conditioning(batch), self.options.l1_weight)
         self.log_terms(terms, "train", history.shape[0])
         return terms["loss"]
+
+    @torch.no_grad()
+    def future_change_masks(self, batch: dict[str, Any]) -> torch.Tensor:
+        """[B, H, W]: the exact future change mask of each window where it has one (the synthetic world), else (a
+        real series) the change the frozen detector finds from its last frame to its target, the same detector
+        whose masks of the history are the model's input."""
+        history, target = batch["image"], batch["target"]
+        given = batch.get("target_mask")
+        if isinstance(given, torch.Tensor):
+            return given
+        given = [None] * len(target) if given is None else given
+        missing = [i for i, m in enumerate(given) if m is None]
+        if missing:
+            pairs = torch.stack([history[missing, -1], target[missing]], dim=1)  # [M, 2, C, H, W]
+            found = detected_changes(self.detector, pairs)[:, 0]  # [M, H, W]
+            given = list(given)
+            for j, i in enumerate(missing):
+                given[i] = found[j]
+        return torch.stack([m.to(torch.uint8) for m in given])
 
     def _unet_terms(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
         """Single frames in [0, 1] as an image model: noise, denoise with null text."""
