@@ -9,7 +9,10 @@ Metrics (tamms.evaluation, definitions in docs/metrics.md): PSNR, SSIM, GSSIM, L
 weights are in the torch hub cache), TCS with SPS and ACS (detector named, mean over cases), and the
 future-change F1 pooled over all pixels of all cases of a source (its per-case mean shown beside it,
 named so: a case without change scores a free 1 there). Diffusion models: the mean of `--samples` samples (what
-`tamms forecast --samples K` writes), DDIM, `--steps` steps; the sweep adds single samples.
+`tamms forecast --samples K` writes), DDIM, each model's own sampler settings (chosen on the validation split,
+benchmarks/forecast_sampler_val.py) unless `--steps`. Two rows are the shipped `tamms` weights with another sampler
+start, as controls of its start forecast: `tamms-from-noise` (the previous default: pure noise, 2 steps, rollout)
+and `tamms-from-last-frame` (the shipped strength, from the last frame instead of change-trend's forecast).
 Also: the time of one 64x64 forecast with 20 sampler steps.
 
     OMP_NUM_THREADS=1 python benchmarks/forecast_quality.py [--max-synthetic 48] [--steps 20] [--data DIR]
@@ -35,8 +38,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SHARED = ROOT.parent / "shared" / "data"
-MODELS = ["tamms", "tamms-no-semantic", "tamms-no-text", "tamms-base-control",
-          "persistence", "linear-trend", "simvp", "convlstm", "change-trend"]
+MODELS = ["tamms", "tamms-from-noise", "tamms-from-last-frame", "tamms-no-semantic", "tamms-no-text",
+          "tamms-base-control", "persistence", "linear-trend", "simvp", "convlstm", "change-trend"]
+# the shipped tamms weights with another sampler start: (weights, from_pretrained settings, steps)
+SAMPLER_VARIANTS = {"tamms-from-noise": ("tamms", {"strength": 1.0, "start_from": None}, 2),
+                    "tamms-from-last-frame": ("tamms", {"start_from": None}, None)}
 DETERMINISTIC = ["persistence", "linear-trend", "simvp", "convlstm", "change-trend"]
 
 
@@ -88,7 +94,9 @@ def run_model(name: str, cases: list[Case], steps: int | None, seed: int, sample
     """Forecast every case; cases of the same size go through the pipeline together (each its own date)."""
     from tamms.pipelines.forecast import ForecastPipeline
 
-    pipe = ForecastPipeline.from_pretrained(name)
+    weights, settings, variant_steps = SAMPLER_VARIANTS.get(name, (name, {}, None))
+    pipe = ForecastPipeline.from_pretrained(weights, model=name, **settings)
+    steps = steps or variant_steps
     run_model.steps_used = steps or getattr(pipe.model, "default_steps", None) or 20
     start = time.time()
     groups: dict[tuple, list[int]] = {}
@@ -199,13 +207,6 @@ def markdown(result: dict) -> str:
             for model, per in result["cross_check"].items():
                 if per.get(src):
                     lines.append(f"| {src} | {model} | " + " | ".join(f"{per[src][c]:.4f}" for c in cols_x) + " |")
-    if result.get("steps_sweep"):
-        lines.append("\n## tamms: sampler steps and samples averaged (synthetic test split)\n")
-        lines.append("| steps:samples | " + " | ".join(cols) + " | seconds (all cases) |")
-        lines.append("|---|" + "---|" * (len(cols) + 1))
-        for n, m in result["steps_sweep"].items():
-            vals = [("-" if m.get(c) is None else f"{m[c]:.4f}") for c in cols]
-            lines.append(f"| {n} | " + " | ".join(vals) + f" | {m['seconds']:.1f} |")
     t = result.get("timing")
     if t:
         lines.append(f"\nOne 64x64 forecast with {t['steps']} DDIM steps (tamms, incl. describer): median "
@@ -221,8 +222,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-synthetic", type=int, default=96)
     ap.add_argument("--pool", type=int, default=1000, help="synthetic sequences 0..pool-1 (test split kept)")
     ap.add_argument("--steps", type=int, default=None, help="sampler steps (default: each model's own setting)")
-    ap.add_argument("--sweep", default="1:1,2:1,5:1,20:1,2:4",
-                    help="STEPS:SAMPLES settings of tamms to compare on the synthetic split")
     ap.add_argument("--samples", type=int, default=4, help="samples averaged per forecast (diffusion models)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--models", default=",".join(MODELS))
@@ -232,8 +231,7 @@ def main(argv: list[str] | None = None) -> None:
                          "one these results name), siamese-real, unichange, cva or default (tamms evaluate's)")
     ap.add_argument("--cache", default="/tmp/tamms-forecast-bench",
                     help="folder keeping each model's predictions (npz) for --reuse")
-    ap.add_argument("--reuse", default="", help="comma-separated models whose cached predictions are reused "
-                    "(tamms: its sampler sweep too)")
+    ap.add_argument("--reuse", default="", help="comma-separated models whose cached predictions are reused")
     ap.add_argument("--data", type=Path, default=SHARED, help="folder of the real sequences (naip_nd_a, "
                     "landsat_pucallpa_a); default ../shared/data beside the checkout")
     args = ap.parse_args(argv)
@@ -282,19 +280,6 @@ def main(argv: list[str] | None = None) -> None:
     result["strips"] = strips(cases, predictions, which) if predictions else []
     if not args.no_timing and "tamms" in predictions:
         result["timing"] = time_one_forecast(20)
-    sweep = [tuple(int(v) for v in x.split(":")) if ":" in x else (int(x), 1) for x in args.sweep.split(",") if x]
-    if sweep and "tamms" in predictions:
-        syn = [c for c in cases if c.source == "synthetic"]
-        result["steps_sweep"] = {}
-        for n, k in sweep:
-            if (n, k) == (result["sampler_steps"]["tamms"], args.samples):  # the main row's setting: its forecasts
-                preds = [p for c, p in zip(cases, predictions["tamms"]) if c.source == "synthetic"]
-                secs = result["seconds"]["tamms"]
-            else:
-                preds, secs = cached_run(cache / f"tamms_s{n}_k{k}_seed{args.seed}_n{len(syn)}_synthetic.npz",
-                                         "tamms" in reuse, lambda: run_model("tamms", syn, n, args.seed, k))
-            result["steps_sweep"][f"{n}:{k}"] = {**evaluate(syn, preds, detector)["synthetic"], "seconds": secs}
-            print("sweep", n, k, result["steps_sweep"][f"{n}:{k}"], flush=True)
     result["notes"] += comparison_notes(result["metrics"])
     (RESULTS / "forecast_quality.json").write_text(json.dumps(result, indent=1))
     (RESULTS / "forecast_quality.md").write_text(markdown(result))

@@ -240,7 +240,7 @@ def test_sampler_starts_from_another_forecasters_forecast(tmp_path):
     """start_from (saved with the weights): with strength < 1 the sampler starts from that forecaster's forecast for
     the same date, noised part-way (SDEdit), instead of from the last frame; at strength 1 it is never run."""
     from tamms.models.forecaster import SFCIForecaster
-    from tamms.pipelines.forecast import ForecastPipeline, sample_sfci
+    from tamms.pipelines.forecast import FunctionForecastModel, ForecastPipeline, SFCIForecastModel, sample_sfci
 
     folder = _save_tiny_weights(tmp_path / "w")
     net = SFCIForecaster.from_pretrained(folder)
@@ -261,6 +261,12 @@ def test_sampler_starts_from_another_forecasters_forecast(tmp_path):
     from_last = sample_sfci(net, history, days, target, **kwargs)  # control: the start image is read
     assert (from_last - expected).abs().max() > 1e-3
     assert ForecastPipeline.from_pretrained(folder, strength=1.0).model.start is None
+    assert ForecastPipeline.from_pretrained(folder, start_from=None).model.start is None  # the last frame
+    # a start forecaster that reaches any date in one step (change-trend) makes the forecast one step
+    assert not pipe.model.any_gap
+    one_step = FunctionForecastModel("trend-any-gap", lambda h, d, t: h[:, -1], history=3, any_gap=True)
+    assert SFCIForecastModel("x", net, strength=0.5, start=one_step).any_gap
+    assert not SFCIForecastModel("x", net, strength=1.0, start=one_step).any_gap  # from noise: no start
 
 
 def test_tiled_forecast_of_a_large_scene(tmp_path):

@@ -26,7 +26,8 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
                                                    "+ FILE.png preview)."),
         samples: int = typer.Option(1, "--samples", help="Number of forecasts; the file holds their mean."),
         steps: Optional[int] = typer.Option(None, "--steps", help="Sampler steps of the diffusion models "
-                                            "(default: the weights' setting, 2 for the shipped ones)."),
+                                            "(default: the weights' setting); with --strength < 1 that share of "
+                                            "them runs."),
         seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same forecast."),
         model: str = typer.Option("tamms", "--model", help="tamms, tamms-no-semantic, tamms-no-text, "
                                                            "tamms-base-control, persistence, linear-trend, simvp, "
@@ -34,8 +35,12 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
         weights: Optional[Path] = typer.Option(None, "--weights", help="Weights folder (default: the shipped ones)."),
         sampler: str = typer.Option("ddim", "--sampler", help="ddim | dpm (DPM-Solver++)."),
         strength: Optional[float] = typer.Option(None, "--strength", help="Diffusion models: 1 = start from pure "
-                                                 "noise, < 1 = from the last frame noised that far (default: the "
+                                                 "noise, < 1 = from the start forecast noised that far (default: the "
                                                  "weights' setting)."),
+        start_from: Optional[str] = typer.Option(None, "--start-from", help="Diffusion models, strength < 1: the "
+                                                 "forecaster whose forecast the sampler starts from (a name or "
+                                                 "folder, or last-frame; default: the weights' setting, change-trend "
+                                                 "for the shipped tamms)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
     ) -> None:
         """Forecast the image of SEQUENCE_DIR at --date (GeoTIFF on the input's grid, PNG preview)."""
@@ -58,8 +63,9 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
         from tamms.pipelines.forecast import ForecastPipeline
 
         seq = read_sequence(sequence_dir)
+        start = "default" if start_from is None else (None if start_from == "last-frame" else start_from)
         pipe = ForecastPipeline.from_pretrained(str(weights) if weights else model, model=model, scheduler=sampler,
-                                                strength=strength)
+                                                strength=strength, start_from=start)
         result = pipe(seq, date, num_samples=samples, num_inference_steps=steps, seed=seed)
         forecast = result.mean[0].numpy()  # [3, H, W] in [0, 1]: the RGB the model forecast
         every_band = result.bands[0].numpy() if result.bands is not None else forecast  # [C_in, H, W]

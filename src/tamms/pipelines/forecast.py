@@ -247,6 +247,9 @@ class SFCIForecastModel(ForecastModel):
         self.uses_text = ecm_cfg.use_text and not forecaster.ecm.structural_only
         self.scheduler_name = scheduler
         self.start = start if self.strength < 1.0 else None  # from pure noise a start image is never read
+        # a start forecaster that reaches any date in one step (change-trend) makes the whole forecast one step: the
+        # sampler refines the start forecast at the date asked (chosen on the validation split, docs/forecast.md)
+        self.any_gap = bool(self.start is not None and self.start.any_gap)
 
     def forecast(self, history, history_days, target_days, num_samples=1, num_inference_steps=20, noise=None,
                  generator=None, semantic=None, text_embeddings=None, text_mask=None):
@@ -278,10 +281,12 @@ BUILTIN_FORECASTERS: dict[str, Callable[[], ForecastModel]] = {"persistence": _p
 
 
 def forecast_model_from_pretrained(name_or_folder: str | Path, name: str | None = None, scheduler: str = "ddim",
-                                   strength: float | None = None, describer: Any = None) -> ForecastModel:
+                                   strength: float | None = None, describer: Any = None,
+                                   start_from: str | Path | None = "default") -> ForecastModel:
     """A `ForecastModel` from a saved folder (or the shipped folder of that name); its model_type says which.
 
-    Built-in forecasters ("persistence", "linear-trend") need no folder."""
+    Built-in forecasters ("persistence", "linear-trend") need no folder. strength / start_from: the diffusion
+    sampler's start (default: the settings saved with the weights; start_from None: the last frame)."""
     from tamms.models import load_pretrained, resolve_weights
     from tamms.models.baselines.forecast import ConvLSTM, SimVP
     from tamms.models.change_trend import ChangeTrendForecaster
@@ -294,10 +299,11 @@ def forecast_model_from_pretrained(name_or_folder: str | Path, name: str | None 
     net = load_pretrained(folder)
     if isinstance(net, SFCIForecaster):
         start = None
-        if net.cfg.start_from and (net.cfg.strength if strength is None else strength) < 1.0:
-            start = forecast_model_from_pretrained(net.cfg.start_from)
+        start_from = net.cfg.start_from if start_from == "default" else start_from
+        if start_from and (net.cfg.strength if strength is None else strength) < 1.0:
+            start = forecast_model_from_pretrained(start_from)
             if start.stochastic or start.channels != net.cfg.channels:
-                raise InputError(f"{folder}: start_from {net.cfg.start_from!r} must be a deterministic forecaster of "
+                raise InputError(f"{folder}: start_from {str(start_from)!r} must be a deterministic forecaster of "
                                  f"{net.cfg.channels} bands (change-trend, simvp, linear-trend, ...)")
         return SFCIForecastModel(name, net, scheduler, strength, start=start)
     if isinstance(net, ChangeTrendForecaster):  # before SimVP: it is one, with other inputs
@@ -434,15 +440,17 @@ class ForecastPipeline:
     @classmethod
     def from_pretrained(cls, name_or_folder: str | Path = "tamms", model: str | None = None,
                         describer: Any = "default", scheduler: str = "ddim", strength: float | None = None,
-                        **kwargs: Any) -> "ForecastPipeline":
+                        start_from: str | Path | None = "default", **kwargs: Any) -> "ForecastPipeline":
         """`name_or_folder`: a saved forecaster's folder, the name of a shipped one (`tamms`, `simvp`, ...;
         see `tamms.registry.FORECAST_MODELS`), or "persistence" / "linear-trend". `model`: the name to report
         (default: the folder's name). describer: "default" loads, when the model uses M_t, the describer the
-        forecaster was trained with (its training `options.describer`), else the shipped one."""
+        forecaster was trained with (its training `options.describer`), else the shipped one. strength, start_from:
+        where a diffusion sampler starts (default: the settings saved with the weights, see `SFCIConfig`)."""
         from tamms.pipelines.describe import default_describer
 
         fm = forecast_model_from_pretrained(name_or_folder, model, scheduler=scheduler, strength=strength,
-                                            describer=None if describer == "default" else describer)
+                                            describer=None if describer == "default" else describer,
+                                            start_from=start_from)
         desc = None
         if fm.uses_semantic or fm.uses_text:
             desc = default_describer(training_describer(name_or_folder)) if describer == "default" else describer
