@@ -56,14 +56,15 @@ class Case:
     true_change: np.ndarray | None  # [H, W] exact future change (synthetic), else None
 
 
-def synthetic_cases(n_pool: int, limit: int) -> list[Case]:
+def synthetic_cases(n_pool: int, limit: int, split: str = "test") -> list[Case]:
+    """The first `limit` sequences of that split of the synthetic world (0..n_pool-1): 3 frames -> the future."""
     from tamms.data.synthetic import SyntheticWorldConfig, generate_sequence, split_of
 
     cfg = SyntheticWorldConfig(size=64, frames=4)
     cases = []
     for i in range(n_pool):
         seq = generate_sequence(i, cfg, seed=0)
-        if split_of(str(seq.meta.get("id"))) != "test":
+        if split_of(str(seq.meta.get("id"))) != split:
             continue
         hist = seq.select(range(seq.num_frames - 3, seq.num_frames))
         target = seq.future_frame[list(seq.rgb_bands)]

@@ -20,8 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 # name: (steps, strength, start_from, one step to the date)
@@ -36,26 +34,6 @@ SETTINGS = {
 METRICS = ("future_change_F1", "GSSIM", "PSNR", "TCS")
 
 
-def validation_cases(pool: int, limit: int) -> list:
-    """The first `limit` sequences of the synthetic world's validation split, as forecast_quality's cases."""
-    from forecast_quality import Case
-
-    from tamms.data.synthetic import SyntheticWorldConfig, generate_sequence, split_of
-
-    cfg = SyntheticWorldConfig(size=64, frames=4)
-    cases = []
-    for i in range(pool):
-        seq = generate_sequence(i, cfg, seed=0)
-        if split_of(str(seq.meta.get("id"))) != "val":
-            continue
-        hist = seq.select(range(seq.num_frames - 3, seq.num_frames))
-        cases.append(Case(str(seq.meta["id"]), "synthetic", hist, seq.future_frame[list(seq.rgb_bands)].astype(np.float32),
-                          seq.future_date, seq.future_change_mask.astype(bool)))
-        if len(cases) >= limit:
-            break
-    return cases
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=96)
@@ -63,13 +41,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--samples", type=int, default=4)
     ap.add_argument("--weights", default="tamms", help="the forecaster (shipped name or folder)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--apply", nargs="*", default=[], metavar="FOLDER",
+                    help="forecaster folders whose config.json gets the chosen setting as its sampler defaults "
+                         "(default_steps, strength, start_from; the weights are not touched)")
     args = ap.parse_args(argv)
-    from forecast_quality import evaluate, run_model
+    from forecast_quality import evaluate, run_model, synthetic_cases
 
     from tamms.pipelines.forecast import ForecastPipeline
     from tamms.registry import load_detector
 
-    cases = validation_cases(args.pool, args.n)
+    cases = synthetic_cases(args.pool, args.n, split="val")
     detector = load_detector("siamese")
     result = {"command": "OMP_NUM_THREADS=1 python benchmarks/forecast_sampler_val.py " + " ".join(argv or sys.argv[1:]),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cases": len(cases), "split": "val",
@@ -97,6 +78,15 @@ def main(argv: list[str] | None = None) -> None:
         print(name, result["rows"][name], flush=True)
     chosen = max(SETTINGS, key=lambda n: result["rows"][n]["future_change_F1"] + result["rows"][n]["GSSIM"])
     result["chosen"] = chosen
+    steps, strength, start_from, _ = SETTINGS[chosen]
+    for folder in args.apply:
+        path = Path(folder) / "config.json"
+        saved = json.loads(path.read_text())
+        saved["config"].update(default_steps=steps, strength=strength, start_from=start_from)
+        saved["sampler_chosen_by"] = {"command": result["command"], "setting": chosen,
+                                      "results": "benchmarks/results/forecast_sampler_val.md"}
+        path.write_text(json.dumps(saved, indent=1) + "\n")
+        print(f"sampler defaults of {folder}: {steps} steps, strength {strength}, start from {start_from}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "forecast_sampler_val.json").write_text(json.dumps(result, indent=1) + "\n")
     (args.out / "forecast_sampler_val.md").write_text(markdown(result))

@@ -59,7 +59,7 @@ FORECAST_MODELS: dict[str, Callable[..., ForecastModel]] = {
     **{name: partial(_builtin_forecaster, name) for name in BUILTIN_FORECASTERS},
 }
 # sampler options only the diffusion forecasters take
-_SAMPLER_OPTIONS = ("scheduler", "strength")
+_SAMPLER_OPTIONS = ("scheduler", "strength", "start_from")
 
 
 def register_forecast_model(name: str, loader: Callable[..., ForecastModel]) -> None:
@@ -69,7 +69,8 @@ def register_forecast_model(name: str, loader: Callable[..., ForecastModel]) -> 
 
 def load_forecast_model(name: str = "tamms", weights: str | Path | None = None, **options: Any) -> ForecastModel:
     """A forecaster by name (see the module docstring); `weights`: a folder to load instead of the shipped one.
-    options: `scheduler` ("ddim" | "dpm") and `strength` for the TAMMs models, `describer` for satjepa-caption."""
+    options: `scheduler` ("ddim" | "dpm"), `strength` and `start_from` for the TAMMs models, `describer` for
+    satjepa-caption."""
     if name not in FORECAST_MODELS:
         raise ConfigError(f"unknown forecast model {name!r}: choose one of {sorted(FORECAST_MODELS)}")
     if not name.startswith("tamms"):
