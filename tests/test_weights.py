@@ -25,7 +25,7 @@ META = json.loads((DATA / "reference_outputs.json").read_text())
 TOL = 1e-6  # thread counts move float sums by ~3e-7
 SHIPPED = {"describer": "tamms-describer", "describer-v2": "tamms-describer", "tamms": "tamms-sfci",
            "tamms-base-control": "tamms-sfci", "tamms-no-semantic": "tamms-sfci", "tamms-no-text": "tamms-sfci",
-           "simvp": "simvp", "convlstm": "convlstm",
+           "simvp": "simvp", "convlstm": "convlstm", "change-trend": "change-trend",
            "satjepa": "satjepa-diff", "satjepa-caption": "satjepa-diff-caption", "siamese": "siamese",
            "siamese-real": "siamese", "unichange": "unichange"}
 
@@ -83,7 +83,7 @@ def test_describer_outputs_unchanged():
 
 
 @pytest.mark.parametrize("name", ["tamms", "tamms-no-semantic", "tamms-no-text", "tamms-base-control", "simvp",
-                                  "convlstm", "satjepa"])
+                                  "convlstm", "change-trend", "satjepa"])
 def test_forecast_outputs_unchanged(name):
     frames, days, noise, semantic, text_emb = _inputs()
     history, hdays = frames[None, 1:4], days[None, 1:4]
