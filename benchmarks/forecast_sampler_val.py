@@ -44,7 +44,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--apply", nargs="*", default=[], metavar="FOLDER",
                     help="forecaster folders whose config.json gets the chosen setting as its sampler defaults "
                          "(default_steps, strength, start_from; the weights are not touched)")
+    ap.add_argument("--from-results", action="store_true",
+                    help="no runs: take the chosen setting from the existing results file (with --apply)")
     args = ap.parse_args(argv)
+    if args.from_results:
+        result = json.loads((args.out / "forecast_sampler_val.json").read_text())
+        apply(result, args.apply)
+        return
     from forecast_quality import evaluate, run_model, synthetic_cases
 
     from tamms.pipelines.forecast import ForecastPipeline
@@ -78,19 +84,25 @@ def main(argv: list[str] | None = None) -> None:
         print(name, result["rows"][name], flush=True)
     chosen = max(SETTINGS, key=lambda n: result["rows"][n]["future_change_F1"] + result["rows"][n]["GSSIM"])
     result["chosen"] = chosen
-    steps, strength, start_from, _ = SETTINGS[chosen]
-    for folder in args.apply:
-        path = Path(folder) / "config.json"
-        saved = json.loads(path.read_text())
-        saved["config"].update(default_steps=steps, strength=strength, start_from=start_from)
-        saved["sampler_chosen_by"] = {"command": result["command"], "setting": chosen,
-                                      "results": "benchmarks/results/forecast_sampler_val.md"}
-        path.write_text(json.dumps(saved, indent=1) + "\n")
-        print(f"sampler defaults of {folder}: {steps} steps, strength {strength}, start from {start_from}")
+    apply(result, args.apply)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "forecast_sampler_val.json").write_text(json.dumps(result, indent=1) + "\n")
     (args.out / "forecast_sampler_val.md").write_text(markdown(result))
     print(markdown(result))
+
+
+def apply(result: dict, folders: list[str]) -> None:
+    """Write the chosen setting into each forecaster folder's config.json as its sampler defaults."""
+    row = result["rows"][result["chosen"]]
+    for folder in folders:
+        path = Path(folder) / "config.json"
+        saved = json.loads(path.read_text())
+        saved["config"].update(default_steps=row["steps"], strength=row["strength"], start_from=row["start_from"])
+        saved["sampler_chosen_by"] = {"command": result["command"], "setting": result["chosen"],
+                                      "results": "benchmarks/results/forecast_sampler_val.md"}
+        path.write_text(json.dumps(saved, indent=1) + "\n")
+        print(f"sampler defaults of {folder}: {row['steps']} steps, strength {row['strength']}, start from "
+              f"{row['start_from']}")
 
 
 def markdown(r: dict) -> str:

@@ -2,7 +2,9 @@
 
 Times `ForecastPipeline.from_pretrained(model)(sequence, date, num_inference_steps=20)` on one held-out synthetic
 test sequence (4 frames of 64x64; the describer's M_t and text included), the median of `--runs` calls after one
-warm-up call, for each thread count asked. The machine's load average is recorded beside each timing: other
+warm-up call, for each thread count asked, with two sampler starts: the weights' own (for the shipped tamms: the
+change-trend forecast noised to strength 0.25, so 5 of the 20 steps run, change-trend and its detector included)
+and pure noise (strength 1: all 20 steps run). The machine's load average is recorded beside each timing: other
 processes on these 2 cores slow it down.
 
     python benchmarks/forecast_speed.py [--models tamms] [--threads 1 2] [--runs 5]
@@ -28,9 +30,11 @@ def render(result: dict) -> str:
              f"Command: `{result['command']}` ({result['date']}). One synthetic test sequence (4 frames, 64x64), "
              "describer included, median of the runs after a warm-up call; the load average says how busy the "
              "2 shared cores were.", "",
-             "| model | threads | steps | median s | runs (s) | load average (1 min) |", "|---|---|---|---|---|---|"]
+             "| model | sampler start | threads | steps asked | steps run | median s | runs (s) | load average (1 min) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
-        lines.append(f"| {r['model']} | {r['threads']} | {r['steps']} | {r['median_s']:.2f} | "
+        lines.append(f"| {r['model']} | {r['start']} | {r['threads']} | {r['steps']} | {r['steps_run']} | "
+                     f"{r['median_s']:.2f} | "
                      f"{', '.join(f'{x:.2f}' for x in r['runs_s'])} | {r['load_1min']:.2f} |")
     return "\n".join(lines) + "\n"
 
@@ -51,8 +55,13 @@ def main(argv: list[str] | None = None) -> int:
 
     seq = test_sequences(1, size=64, frames=4, seed=0, split="test")[0]
     rows = []
-    for name in args.models.split(","):
-        pipe = ForecastPipeline.from_pretrained(name)
+    for name, strength in [(m, s) for m in args.models.split(",") for s in (None, 1.0)]:
+        pipe = ForecastPipeline.from_pretrained(name, strength=strength)
+        model = pipe.model
+        strength = getattr(model, "strength", 1.0)
+        start = "pure noise" if strength >= 1 else (f"{getattr(model.start, 'name', 'last frame')}, strength {strength}"
+                                                    if getattr(model, "start", None) else f"last frame, strength {strength}")
+        steps_run = args.steps if strength >= 1 else max(1, int(round(args.steps * strength)))
         for threads in args.threads:
             torch.set_num_threads(threads)
             pipe(seq, seq.future_date, num_inference_steps=args.steps)  # warm-up
@@ -61,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
                 start = time.perf_counter()
                 pipe(seq, seq.future_date, num_inference_steps=args.steps)
                 runs.append(time.perf_counter() - start)
-            row = {"model": name, "threads": threads, "steps": args.steps, "median_s": statistics.median(runs),
+            row = {"model": name, "start": start, "threads": threads, "steps": args.steps, "steps_run": steps_run,
+                   "median_s": statistics.median(runs),
                    "runs_s": runs, "load_1min": os.getloadavg()[0]}
             rows.append(row)
             print(row, flush=True)

@@ -119,7 +119,9 @@ def test_recipe_runs_all_stages_and_saves_loadable_folders(tmp_path, capsys):
     saved = json.loads((out / "config.json").read_text())
     assert saved["model_type"] == "tamms-sfci" and saved["config"]["unet"] == "stages/unet/unet"
     assert saved["config"]["ecm"]["control_depth"] == 2  # --set reached the model
-    assert saved["config"]["default_steps"] == 2 and saved["training"]["stage"] == "anneal"
+    # the sampler chosen on validation is saved with the weights
+    assert (saved["config"]["default_steps"], saved["config"]["strength"], saved["config"]["start_from"]) == (
+        4, 0.5, "change-trend") and saved["training"]["stage"] == "anneal"
     assert json.loads((stages / "structural" / "config.json").read_text())["config"]["structural_only"] is True
     # each stage trained its own parameter set and nothing else
     fresh, structural, semantic, anneal = (ecm_state(f) for f in (stages / "unet", stages / "structural",
