@@ -98,7 +98,6 @@ def run_model(name: str, cases: list[Case], steps: int | None, seed: int, sample
     weights, settings, variant_steps = SAMPLER_VARIANTS.get(name, (name, {}, None))
     pipe = ForecastPipeline.from_pretrained(weights, model=name, **settings)
     steps = steps or variant_steps
-    run_model.steps_used = steps or getattr(pipe.model, "default_steps", None) or 20
     start = time.time()
     groups: dict[tuple, list[int]] = {}
     for i, c in enumerate(cases):
@@ -113,6 +112,20 @@ def run_model(name: str, cases: list[Case], steps: int | None, seed: int, sample
             for j, i in enumerate(ids):
                 out[i] = res.mean[j].numpy()
     return [out[i] for i in range(len(cases))], time.time() - start
+
+
+def sampler_of(name: str, steps: int | None) -> dict | None:
+    """The sampler settings `run_model` forecasts `name` with (None: a deterministic model)."""
+    from tamms.pipelines.forecast import forecast_model_from_pretrained
+
+    if name in DETERMINISTIC:
+        return None
+    weights, settings, variant_steps = SAMPLER_VARIANTS.get(name, (name, {}, None))
+    model = forecast_model_from_pretrained(weights, **settings)
+    strength = getattr(model, "strength", 1.0)
+    start = getattr(getattr(model, "start", None), "name", None) or ("last frame" if strength < 1 else "pure noise")
+    return {"steps": steps or variant_steps or getattr(model, "default_steps", None) or 20, "strength": strength,
+            "start": start}
 
 
 def cached_run(path: Path, reuse: bool, compute) -> tuple[list[np.ndarray], float]:
@@ -183,8 +196,10 @@ def markdown(result: dict) -> str:
     cols = ["PSNR", "SSIM", "GSSIM", "LPIPS", "TCS", "SPS", "ACS", "future_change_F1", "future_change_F1_per_case_mean"]
     lines = ["# Forecast quality\n", f"Command: `{result['command']}`  ", f"Date: {result['date']}  ",
              f"Change detector in TCS and future-change F1: **{result['detector']}**  ",
-             f"Sampler: DDIM, mean of {result.get('samples', 1)} samples, seed {result['seed']}, steps per model: "
-             f"{result.get('sampler_steps')}  ",
+             f"Sampler: DDIM, mean of {result.get('samples', 1)} samples, seed {result['seed']}; per model: DDIM "
+             "steps, strength (the share of the steps that runs), start: "
+             + "; ".join(f"{m} {v['steps']}, {v['strength']}, {v['start']}" for m, v in result.get("samplers", {}).items())
+             + "  ",
              "Test cases: " + ", ".join(f"{k}: {v}" for k, v in result["counts"].items()) + "  ",
              "future_change_F1: pooled over all pixels of all cases of a source (TP, FP, FN summed); "
              "future_change_F1_per_case_mean: the mean of per-case F1s, where a case without true or "
@@ -267,8 +282,8 @@ def main(argv: list[str] | None = None) -> None:
             continue
         predictions[name] = preds
         result["seconds"][name] = secs
-        if name.startswith("tamms") or name.startswith("satjepa"):
-            result.setdefault("sampler_steps", {})[name] = getattr(run_model, "steps_used", args.steps)
+        if name not in DETERMINISTIC:
+            result.setdefault("samplers", {})[name] = sampler_of(name, args.steps)
         result["metrics"][name] = evaluate(cases, preds, detector)
         result["cross_check"][name] = {src: {k: m[k] for k in ("TCS", "SPS", "ACS", "future_change_F1",
                                                                  "future_change_F1_per_case_mean")}
