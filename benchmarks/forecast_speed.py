@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         pipe = ForecastPipeline.from_pretrained(name, strength=strength)
         model = pipe.model
         strength = getattr(model, "strength", 1.0)
-        start = "pure noise" if strength >= 1 else (f"{getattr(model.start, 'name', 'last frame')}, strength {strength}"
-                                                    if getattr(model, "start", None) else f"last frame, strength {strength}")
+        begins = "pure noise" if strength >= 1 else (f"{getattr(model.start, 'name', 'last frame')}, strength {strength}"
+                                                     if getattr(model, "start", None) else f"last frame, strength {strength}")
         steps_run = args.steps if strength >= 1 else max(1, int(round(args.steps * strength)))
         for threads in args.threads:
             torch.set_num_threads(threads)
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                 start = time.perf_counter()
                 pipe(seq, seq.future_date, num_inference_steps=args.steps)
                 runs.append(time.perf_counter() - start)
-            row = {"model": name, "start": start, "threads": threads, "steps": args.steps, "steps_run": steps_run,
+            row = {"model": name, "start": begins, "threads": threads, "steps": args.steps, "steps_run": steps_run,
                    "median_s": statistics.median(runs),
                    "runs_s": runs, "load_1min": os.getloadavg()[0]}
             rows.append(row)
