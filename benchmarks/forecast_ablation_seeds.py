@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         train_seconds[folder] = round(time.time() - start, 1)
     if args.train_only:
         return
-    from forecast_quality import evaluate, synthetic_cases
+    from forecast_quality import evaluate, forecast_cases, synthetic_cases
     from forecast_semantic_use import gates_and_alphas
 
     from tamms.pipelines.describe import DescribePipeline
@@ -103,12 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         # the shipped sampler, whatever the run's folder recorded when it was trained
         pipe = ForecastPipeline.from_pretrained(folder, strength=sampler["strength"], start_from=sampler["start_from"])
         pipe.model.default_steps = sampler["steps"]
-        preds = []
-        for s in range(0, len(cases), 16):
-            batch = cases[s:s + 16]
-            out = pipe([c.sequence for c in batch], [[c.target_date] for c in batch], num_samples=args.samples,
-                       seed=0)
-            preds += [m.numpy() for m in out.mean]
+        preds = forecast_cases(pipe, cases, args.samples)
         scores = evaluate(cases, preds, detector)["synthetic"]
         row = {"variant": variant, "seed": seed, "folder": str(folder.relative_to(ROOT)),
                **{k: round(float(scores[k]), 4) for k in METRICS},

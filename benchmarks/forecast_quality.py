@@ -97,21 +97,28 @@ def run_model(name: str, cases: list[Case], steps: int | None, seed: int, sample
 
     weights, settings, variant_steps = SAMPLER_VARIANTS.get(name, (name, {}, None))
     pipe = ForecastPipeline.from_pretrained(weights, model=name, **settings)
-    steps = steps or variant_steps
     start = time.time()
+    preds = forecast_cases(pipe, cases, samples, steps or variant_steps, seed, batch)
+    return preds, time.time() - start
+
+
+def forecast_cases(pipe, cases: list[Case], samples: int = 1, steps: int | None = None, seed: int = 0,
+                   batch: int = 16) -> list[np.ndarray]:
+    """The pipeline's forecast (the mean of `samples` samples) of every case, in order; cases of the same size
+    go through the pipeline together, each with its own date."""
     groups: dict[tuple, list[int]] = {}
     for i, c in enumerate(cases):
         groups.setdefault(c.target.shape, []).append(i)
     out: dict[int, np.ndarray] = {}
+    k = samples if pipe.model.stochastic else 1
     for idxs in groups.values():
         for s in range(0, len(idxs), batch):
             ids = idxs[s:s + batch]
             dates = [[cases[i].target_date] for i in ids]
-            k = samples if pipe.model.stochastic else 1
             res = pipe([cases[i].sequence for i in ids], dates, num_samples=k, num_inference_steps=steps, seed=seed)
             for j, i in enumerate(ids):
                 out[i] = res.mean[j].numpy()
-    return [out[i] for i in range(len(cases))], time.time() - start
+    return [out[i] for i in range(len(cases))]
 
 
 def sampler_of(name: str, steps: int | None) -> dict | None:

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         result = json.loads((args.out / "forecast_sampler_val.json").read_text())
         apply(result, args.apply)
         return
-    from forecast_quality import evaluate, run_model, synthetic_cases
+    from forecast_quality import evaluate, forecast_cases, run_model, synthetic_cases
 
     from tamms.pipelines.forecast import ForecastPipeline
     from tamms.registry import load_detector
@@ -71,12 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         pipe = ForecastPipeline.from_pretrained(args.weights, strength=strength, start_from=start_from,
                                                 max_step_days=None if one_step else "auto")
         pipe.model.any_gap = one_step  # "auto" rolls out through the observed interval unless the model is any-gap
-        preds = []
-        for s in range(0, len(cases), 16):
-            batch = cases[s:s + 16]
-            out = pipe([c.sequence for c in batch], [[c.target_date] for c in batch], num_samples=args.samples,
-                       num_inference_steps=steps, seed=0)
-            preds += [m.numpy() for m in out.mean]
+        preds = forecast_cases(pipe, cases, args.samples, steps)
         scores = evaluate(cases, preds, detector)["synthetic"]
         result["rows"][name] = {**{k: round(float(scores[k]), 4) for k in METRICS}, "steps": steps,
                                 "strength": strength, "start_from": start_from, "one_step": one_step,

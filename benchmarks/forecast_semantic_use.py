@@ -81,12 +81,9 @@ def run(pipe, cases, control: str, samples: int, seed: int) -> list[np.ndarray]:
 
     pipe._conditioning = conditioning
     try:
-        out = []
-        for s in range(0, len(cases), 16):
-            batch = cases[s:s + 16]
-            res = pipe([c.sequence for c in batch], [[c.target_date] for c in batch], num_samples=samples, seed=seed)
-            out += [m.numpy() for m in res.mean]
-        return out
+        from forecast_quality import forecast_cases
+
+        return forecast_cases(pipe, cases, samples, seed=seed)
     finally:
         pipe._conditioning = original
 
