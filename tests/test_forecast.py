@@ -341,6 +341,30 @@ def test_cli_forecast_on_synthetic_folder(tmp_path):
               "--model", "persistence"])
 
 
+def test_cli_start_from_chooses_the_sampler_start(tmp_path):
+    """--start-from NAME / last-frame reach the sampler (different forecasts); a stochastic start is refused in one
+    line."""
+    import rasterio
+
+    from tamms.cli import main
+    from tamms.data.synthetic import write_world
+
+    folder = write_world(tmp_path / "world", n=1, size=32, frames=4, seed=0)[0]
+    weights = _save_tiny_weights(tmp_path / "w", sample_size=32)
+    common = ["--date", "2030-01-01", "--weights", str(weights), "--model", "tamms-base-control", "--strength", "0.5",
+              "--steps", "2"]
+    bands = {}
+    for start in ("linear-trend", "last-frame"):
+        out = tmp_path / f"{start}.tif"
+        main(["forecast", str(folder), "--out", str(out), "--start-from", start, *common])
+        with rasterio.open(out) as got:
+            bands[start] = got.read().astype(np.float64)
+    assert np.abs(bands["linear-trend"] - bands["last-frame"]).max() > 0
+    with pytest.raises(SystemExit) as exit_info:
+        main(["forecast", str(folder), "--out", str(tmp_path / "x.tif"), "--start-from", str(weights), *common])
+    assert exit_info.value.code == 2
+
+
 def test_pipeline_loads_the_describer_the_forecaster_was_trained_with(tmp_path):
     """describer="default": the describer named by the folder's training options (a folder or shipped name);
     a folder that records none gets the shipped describer; an explicit describer is kept."""
