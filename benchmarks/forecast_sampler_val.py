@@ -4,7 +4,8 @@ Where the sampler starts and how far: from pure noise (strength 1), or from a fo
 part-way (SDEdit, strength < 1): the last frame, or the forecast of `change-trend` (which places the change,
 docs/forecast.md). Each setting forecasts the first `--n` validation sequences of the synthetic world (3 frames
 + dates -> the future frame), the mean of `--samples` samples, one step to the date or the pipeline's "auto"
-rollout. The rule, fixed before the runs: the setting with the highest future-change F1 + GSSIM (F1 pooled over
+rollout. The rule, fixed before these runs (after a first probe of strengths 0.25-0.75 on the same split with
+the previous change-trend): the setting with the highest future-change F1 + GSSIM (F1 pooled over
 pixels, detector `siamese`). The chosen setting is what `src/tamms/weights/tamms/config.json` stores.
 
     OMP_NUM_THREADS=1 python benchmarks/forecast_sampler_val.py [--n 96] [--weights tamms]
@@ -45,11 +46,13 @@ def main(argv: list[str] | None = None) -> None:
                     help="forecaster folders whose config.json gets the chosen setting as its sampler defaults "
                          "(default_steps, strength, start_from; the weights are not touched)")
     ap.add_argument("--from-results", action="store_true",
-                    help="no runs: take the chosen setting from the existing results file (with --apply)")
+                    help="no runs: take the chosen setting from the existing results file (with --apply), and "
+                         "render its table again")
     args = ap.parse_args(argv)
     if args.from_results:
         result = json.loads((args.out / "forecast_sampler_val.json").read_text())
         apply(result, args.apply)
+        (args.out / "forecast_sampler_val.md").write_text(markdown(result))
         return
     from forecast_quality import evaluate, forecast_cases, run_model, synthetic_cases
 
@@ -104,8 +107,9 @@ def markdown(r: dict) -> str:
     lines = ["# TAMMs sampler chosen on the validation split (`benchmarks/forecast_sampler_val.py`)", "",
              f"Command: `{r['command']}`  ", f"Date: {r['date']}. {r['cases']} synthetic **validation** sequences "
              f"(3 frames + dates -> the future frame), forecaster `{r['weights']}`, mean of {r['samples']} samples; "
-             f"future-change F1 pooled over pixels, detector `{r['detector']}`. Rule (fixed before the runs): the "
-             "highest F1 + GSSIM.", "",
+             f"future-change F1 pooled over pixels, detector `{r['detector']}`. Rule: the "
+             "highest F1 + GSSIM (fixed before these runs, after a first probe of strengths 0.25-0.75 on the same "
+             "split with the previous change-trend).", "",
              "| sampler start | future-change F1 | GSSIM | PSNR | TCS | seconds |", "|---|---|---|---|---|---|"]
     for name, row in r["rows"].items():
         mark = " **(chosen)**" if name == r.get("chosen") else ""
