@@ -38,16 +38,23 @@ def recipe(variant: str, seed: int, semantic_steps: int, anneal_steps: int) -> d
     from tamms.utils import default_weights
 
     cfg = yaml.safe_load((ROOT / "src" / "tamms" / "configs" / "forecast.yaml").read_text())
-    shipped = json.loads((default_weights("tamms") / "config.json").read_text())["config"]
     cfg["stages"] = [s for s in cfg["stages"] if s["name"] in ("semantic", "anneal")]
     for stage in cfg["stages"]:
         stage["set"]["trainer.max_steps"] = semantic_steps if stage["name"] == "semantic" else anneal_steps
     cfg["init_from"] = str(default_weights("tamms-base-control"))
     cfg["model"]["ecm"].update(VARIANTS[variant])
-    cfg["model"].update(default_steps=shipped["default_steps"], strength=shipped["strength"],
-                        start_from=shipped.get("start_from"))
+    sampler = shipped_sampler()
+    cfg["model"].update(default_steps=sampler["steps"], strength=sampler["strength"], start_from=sampler["start_from"])
     cfg["trainer"]["seed"] = seed
     return cfg
+
+
+def shipped_sampler() -> dict:
+    """The sampler settings saved with the shipped tamms weights."""
+    from tamms.utils import default_weights
+
+    saved = json.loads((default_weights("tamms") / "config.json").read_text())["config"]
+    return {"steps": saved["default_steps"], "strength": saved["strength"], "start_from": saved.get("start_from")}
 
 
 def train_run(folder: Path, cfg: dict) -> Path:
@@ -96,8 +103,7 @@ def main(argv: list[str] | None = None) -> None:
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cases": len(cases),
               "detector": detector.name, "samples": args.samples, "semantic_steps": args.semantic_steps,
               "anneal_steps": args.anneal_steps, "seeds": args.seeds, "runs": {}}
-    sampler = recipe("full", 0, 1, 1)["model"]
-    sampler = {"steps": sampler["default_steps"], "strength": sampler["strength"], "start_from": sampler["start_from"]}
+    sampler = shipped_sampler()
     for variant, seed, folder in runs:
         start = time.time()
         # the shipped sampler, whatever the run's folder recorded when it was trained

@@ -129,10 +129,8 @@ def sampler_of(name: str, steps: int | None) -> dict | None:
         return None
     weights, settings, variant_steps = SAMPLER_VARIANTS.get(name, (name, {}, None))
     model = forecast_model_from_pretrained(weights, **settings)
-    strength = getattr(model, "strength", 1.0)
-    start = getattr(getattr(model, "start", None), "name", None) or ("last frame" if strength < 1 else "pure noise")
-    return {"steps": steps or variant_steps or getattr(model, "default_steps", None) or 20, "strength": strength,
-            "start": start}
+    return {"steps": steps or variant_steps or getattr(model, "default_steps", None) or 20,
+            "strength": getattr(model, "strength", 1.0), "start": getattr(model, "start_name", "pure noise")}
 
 
 def cached_run(path: Path, reuse: bool, compute) -> tuple[list[np.ndarray], float]:

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import torch
 
-    from tamms.pipelines.forecast import ForecastPipeline
+    from tamms.pipelines.forecast import ForecastPipeline, steps_to_run
     from tamms.pipelines.jepa import test_sequences
     from tamms.utils import write_text_atomic
 
@@ -57,11 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name, strength in [(m, s) for m in args.models.split(",") for s in (None, 1.0)]:
         pipe = ForecastPipeline.from_pretrained(name, strength=strength)
-        model = pipe.model
-        strength = getattr(model, "strength", 1.0)
-        begins = "pure noise" if strength >= 1 else (f"{getattr(model.start, 'name', 'last frame')}, strength {strength}"
-                                                     if getattr(model, "start", None) else f"last frame, strength {strength}")
-        steps_run = args.steps if strength >= 1 else max(1, int(round(args.steps * strength)))
+        strength = getattr(pipe.model, "strength", 1.0)
+        begins = getattr(pipe.model, "start_name", "pure noise")
+        begins += f", strength {strength}" if strength < 1 else ""
+        steps_run = steps_to_run(args.steps, strength)
         for threads in args.threads:
             torch.set_num_threads(threads)
             pipe(seq, seq.future_date, num_inference_steps=args.steps)  # warm-up

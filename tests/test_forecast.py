@@ -240,7 +240,8 @@ def test_sampler_starts_from_another_forecasters_forecast(tmp_path):
     """start_from (saved with the weights): with strength < 1 the sampler starts from that forecaster's forecast for
     the same date, noised part-way (SDEdit), instead of from the last frame; at strength 1 it is never run."""
     from tamms.models.forecaster import SFCIForecaster
-    from tamms.pipelines.forecast import FunctionForecastModel, ForecastPipeline, SFCIForecastModel, sample_sfci
+    from tamms.pipelines.forecast import (FunctionForecastModel, ForecastPipeline, SFCIForecastModel, sample_sfci,
+                                         steps_to_run)
 
     folder = _save_tiny_weights(tmp_path / "w")
     net = SFCIForecaster.from_pretrained(folder)
@@ -262,6 +263,9 @@ def test_sampler_starts_from_another_forecasters_forecast(tmp_path):
     assert (from_last - expected).abs().max() > 1e-3
     assert ForecastPipeline.from_pretrained(folder, strength=1.0).model.start is None
     assert ForecastPipeline.from_pretrained(folder, start_from=None).model.start is None  # the last frame
+    assert [ForecastPipeline.from_pretrained(folder, **kw).model.start_name for kw in
+            ({}, {"start_from": None}, {"strength": 1.0})] == ["linear-trend", "last frame", "pure noise"]
+    assert [steps_to_run(4, s) for s in (1.0, 0.5, 0.1)] == [4, 2, 1]
     # a start forecaster that reaches any date in one step (change-trend) makes the forecast one step
     assert not pipe.model.any_gap
     one_step = FunctionForecastModel("trend-any-gap", lambda h, d, t: h[:, -1], history=3, any_gap=True)

@@ -46,6 +46,11 @@ def make_scheduler(name: str, forecaster):
     raise InputError(f"unknown sampler {name!r}: choose ddim or dpm")
 
 
+def steps_to_run(num_inference_steps: int, strength: float) -> int:
+    """How many of `num_inference_steps` sampler steps run at this strength (img2img: the last share of them)."""
+    return num_inference_steps if strength >= 1.0 else max(1, int(round(num_inference_steps * strength)))
+
+
 @torch.no_grad()
 def sample_sfci(forecaster, history: torch.Tensor, history_days: torch.Tensor, target_days: torch.Tensor,
                 num_samples: int = 1, num_inference_steps: int = 20, noise: torch.Tensor | None = None,
@@ -67,7 +72,7 @@ def sample_sfci(forecaster, history: torch.Tensor, history_days: torch.Tensor, t
     timesteps = sched.timesteps
     start = 0
     if strength < 1.0:
-        start = num_inference_steps - max(1, int(round(num_inference_steps * strength)))
+        start = num_inference_steps - steps_to_run(num_inference_steps, strength)
         timesteps = timesteps[start:]
         if hasattr(sched, "set_begin_index"):
             sched.set_begin_index(start * getattr(sched, "order", 1))
@@ -250,6 +255,13 @@ class SFCIForecastModel(ForecastModel):
         # a start forecaster that reaches any date in one step (change-trend) makes the whole forecast one step: the
         # sampler refines the start forecast at the date asked (chosen on the validation split, docs/forecast.md)
         self.any_gap = bool(self.start is not None and self.start.any_gap)
+
+    @property
+    def start_name(self) -> str:
+        """Where the sampler starts: the start forecaster's name, "last frame" or "pure noise"."""
+        if self.strength >= 1.0:
+            return "pure noise"
+        return self.start.name if self.start is not None else "last frame"
 
     def forecast(self, history, history_days, target_days, num_samples=1, num_inference_steps=20, noise=None,
                  generator=None, semantic=None, text_embeddings=None, text_mask=None):
