@@ -51,8 +51,8 @@ def tiny_config(tmp_path: Path, model: dict | None = None, real: list[str] | Non
     config = {
         "task": "detect",
         "model": model or {"name": "siamese", "channels": [8, 16]},
-        "options": {"real_repeats": 2},
         "data": {"synthetic": {"n": 27, "size": 16, "frames": 3, "seed": 0}, "real": real or [], "crop_size": 16,
+                 "real_repeats": 2,
                  "batch_size": 4, "val_batch_size": 8, "target": "future"},
         "optim": {"lr": 3e-3, "warmup_steps": 1},
         "trainer": {"max_steps": 4, "val_every": 4, "checkpoint_every": 2, "accelerator": "cpu", "log_every": 1,
@@ -91,7 +91,7 @@ def test_siamese_trains_through_the_cli_and_loads(tmp_path):
 
 def test_real_pairs_carry_their_folder_and_repeat(tmp_path):
     levir = write_levir(tmp_path / "levir_cd")
-    cfg = load_train_config(tiny_config(tmp_path, real=[str(levir)]), ["options.real_repeats=3"], task="detect")
+    cfg = load_train_config(tiny_config(tmp_path, real=[str(levir)]), ["data.real_repeats=3"], task="detect")
     task = ChangeDetectionTask(cfg)
     data = task.datamodule()
     data.setup("fit")

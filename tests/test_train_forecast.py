@@ -238,7 +238,7 @@ def test_change_trend_trains_through_the_cli_loads_and_reads_the_detected_change
 
     recipe = yaml.safe_load((CONFIGS / "forecast_change_trend.yaml").read_text())
     assert recipe["data"]["real"] == [] and recipe["data"]["crop_size"] == 64  # real folders come with --set
-    assert recipe["model"]["change_trend"]["detector"] == "siamese-real" and recipe["options"]["real_repeats"] == 10
+    assert recipe["model"]["change_trend"]["detector"] == "siamese-real" and recipe["data"]["real_repeats"] == 10
     recipe["model"]["change_trend"]["detector"] = "siamese"  # the smaller detector keeps the test quick
     recipe["model"]["change_trend"].update(hidden=8, translator=16, translator_blocks=1)
     recipe["data"].update(synthetic={"n": 12, "size": 24, "frames": 4, "seed": 0}, crop_size=24, batch_size=4)
@@ -286,7 +286,7 @@ def test_change_trend_learns_real_series_from_the_detected_change_to_their_targe
     recipe["model"]["change_trend"].update(hidden=8, translator=16, translator_blocks=1)
     recipe["data"].update(synthetic={"n": 12, "size": 24, "frames": 4, "seed": 0}, crop_size=24, batch_size=4,
                           real=[str(real)])
-    recipe["options"] = {"real_repeats": 5}
+    recipe["data"]["real_repeats"] = 5
     task = ForecastTask(load_train_config(recipe))
     dm = task.datamodule()
     dm.setup("fit")

@@ -37,6 +37,17 @@ def test_wrong_type_is_an_error_naming_the_key():
         load_train_config({"task": "detect", "trainer": {"max_steps": 2.5}})
 
 
+def test_real_repeats_is_a_data_setting():
+    """How often real folders are drawn is data.real_repeats for every task; the old options key says where it went."""
+    assert load_train_config({"task": "forecast"}, ["data.real_repeats=4"]).data.real_repeats == 4
+    with pytest.raises(ConfigError, match="options.real_repeats is now data.real_repeats"):
+        load_train_config({"task": "detect", "options": {"real_repeats": 3}})
+    with pytest.raises(ConfigError, match="options.real_repeats is now data.real_repeats"):
+        load_train_config({"task": "detect"}, ["options.real_repeats=3"])
+    with pytest.raises(ConfigError, match="data.real_repeats=0: give 1 or more"):
+        load_train_config({"task": "detect", "data": {"real_repeats": 0}})
+
+
 def test_yaml_file_overrides_and_task_check(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("task: forecast\ndata: {synthetic: {n: 7}}\noptim: {lr: 1.0e-3}\n")

@@ -54,6 +54,13 @@ class DataConfig:
     target: str = "next"  # windows: "next" frame, the sequence's "future" frame, or "none" (describing)
     pair_mode: str = "consecutive"  # pairs: "consecutive", "first_last", "all"
     include_future: bool = True  # the synthetic world's future frame counts as one more frame
+    # each real pair / real series of `real` appears this many times per training pass (a new random crop each
+    # time): a few real folders beside many synthetic sequences
+    real_repeats: int = 1
+
+    def __post_init__(self) -> None:
+        if self.real_repeats < 1:
+            raise ConfigError(f"data.real_repeats={self.real_repeats}: give 1 or more")
 
 
 @dataclass
@@ -269,6 +276,9 @@ def load_train_config(source: str | os.PathLike | dict[str, Any], overrides: Seq
     if task is not None:
         data.setdefault("task", task)
     data = apply_overrides(data, overrides)
+    if isinstance(data.get("options"), dict) and "real_repeats" in data["options"]:
+        raise ConfigError("options.real_repeats is now data.real_repeats: move it under data: (or --set "
+                          "data.real_repeats=N)")
     cfg = from_dict(TrainConfig, data, "config")
     if task is not None and cfg.task != task:
         raise ConfigError(f"this config is for `tamms train {cfg.task}`, not `tamms train {task}`: run that command "

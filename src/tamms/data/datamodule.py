@@ -280,6 +280,7 @@ class SitsDataModule(L.LightningDataModule):
             pair_mode=config.pair_mode, crop_size=config.crop_size, flip=config.rotate, rotate=config.rotate,
             bands=config.bands, batch_size=config.batch_size, val_batch_size=config.val_batch_size,
             num_workers=config.num_workers, include_future=config.include_future,
+            real_repeats=config.real_repeats,
         )
         kwargs.update(overrides)
         return cls(**kwargs)

@@ -39,7 +39,6 @@ class DetectOptions:
     bce_weight: float = 2.0  # siamese loss: bce_weight * BCE + dice_weight * Dice
     dice_weight: float = 0.5  # (UniChange: model.loss_weights)
     pos_weight: float | None = None  # BCE weight of changed pixels (rare change, e.g. OSCD ~3%: 10-30); None = 1
-    real_repeats: int = 1  # each real training pair appears this many times per pass (a new random crop each time)
     # real folders (by name) whose masks label one category: UniChange asks for that category's change
     real_categories: dict[str, str] = field(default_factory=lambda: {"levir": "building"})
     source_classes: list[str] | None = None  # land-cover label order of the data (None: the synthetic world's)
@@ -62,8 +61,6 @@ class DetectOptions:
     synthetic_val_floor: float = 0.9
 
     def __post_init__(self) -> None:
-        if self.real_repeats < 1:
-            raise ConfigError(f"options.real_repeats={self.real_repeats}: give 1 or more")
         if self.pos_weight is not None and self.pos_weight <= 0:
             raise ConfigError(f"options.pos_weight={self.pos_weight}: give a positive weight (or null for 1)")
         for name in ("augment_real", "augment_synthetic", "misregister"):
@@ -248,7 +245,6 @@ class ChangeDetectionTask(TammsTask):
         if self.options.real_folders is not None:
             real = [f for f in real if Path(f).name in self.options.real_folders]
         return SitsDataModule.from_config(self.config.data, task="pair", swap_dates=True,
-                                          real_repeats=self.options.real_repeats,
                                           pair_splits=self.options.holdout or None, real=real)
 
     # -- what each sample asks for --------------------------------------------------------------------

@@ -71,13 +71,10 @@ class ForecastOptions:
     # parameter by about lr per step, so they may need a larger rate than the rest to open
     gate_lr_scale: float = 1.0
     describer: str = "describer"  # folder (or shipped name) of the frozen describer giving M_t and text
-    real_repeats: int = 1  # each real series of data.real trains this many times per pass (new crops each time)
 
     def __post_init__(self) -> None:
         if self.stage is not None and self.stage not in STAGES:
             raise ConfigError(f"options.stage {self.stage!r} is not one of {list(STAGES)}")
-        if self.real_repeats < 1:
-            raise ConfigError(f"options.real_repeats={self.real_repeats}: give 1 or more")
 
 
 # --- diffusion helpers ---------------------------------------------------------------------------------
@@ -277,7 +274,7 @@ class ForecastTask(TammsTask):
         extra: dict[str, Any] = {"min_history": data.history}  # windows of exactly `history` frames, no padding
         if data.bands is None:
             extra["rgb_only"] = True  # the forecasters are RGB models
-        return SitsDataModule.from_config(data, task="window", real_repeats=self.options.real_repeats, **extra)
+        return SitsDataModule.from_config(data, task="window", **extra)
 
     # -- conditioning ---------------------------------------------------------------------------------------
     @torch.no_grad()
