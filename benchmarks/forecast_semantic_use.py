@@ -1,7 +1,8 @@
 """Does the TAMMs forecaster use its semantic path? Gates, alphas and input controls, per forecaster folder.
 
 For each forecaster (`--model NAME=FOLDER`, default the shipped `tamms`), on the first `--n` synthetic test
-cases of benchmarks/forecast_quality.py (3 frames -> the future frame, frames and dates only):
+cases of benchmarks/forecast_quality.py (3 frames -> the future frame, frames and dates only), every model with
+the sampler shipped with the `tamms` weights (its start, strength and steps), so the rows differ in weights only:
 - the SFCI gates (sigmoid, mean over cases and channels, per ECM level) given the describer's M_t of each case,
   and the TempTrans mixing weights alpha per level;
 - the forecast scores (PSNR, GSSIM, TCS, future-change F1 pooled over pixels, the `siamese` detector named)
@@ -72,7 +73,7 @@ def gates_and_alphas(pipe, cases, describer_v2) -> dict:
             "alpha_init_sigmoid": round(float(torch.sigmoid(torch.tensor(forecaster.ecm.cfg.alpha_init))), 4)}
 
 
-def run(pipe, cases, control: str, samples: int, seed: int) -> list[np.ndarray]:
+def run(pipe, cases, control: str, samples: int, seed: int, steps: int | None = None) -> list[np.ndarray]:
     original = pipe._conditioning
 
     def conditioning(history, days):  # the describer runs once per batch, its conditioning then controlled
@@ -83,7 +84,7 @@ def run(pipe, cases, control: str, samples: int, seed: int) -> list[np.ndarray]:
     try:
         from forecast_quality import forecast_cases
 
-        return forecast_cases(pipe, cases, samples, seed=seed)
+        return forecast_cases(pipe, cases, samples, steps, seed=seed)
     finally:
         pipe._conditioning = original
 
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--gates-only", action="store_true",
                     help="recompute gates and M_t spread; keep the controls of the existing results for the same folders")
     args = ap.parse_args(argv)
+    from forecast_ablation_seeds import shipped_sampler
     from forecast_quality import evaluate, synthetic_cases
 
     from tamms.pipelines.describe import DescribePipeline
@@ -110,13 +112,15 @@ def main(argv: list[str] | None = None) -> None:
     detector = load_detector("siamese")
     result = {"command": "OMP_NUM_THREADS=1 python benchmarks/forecast_semantic_use.py " + " ".join(argv or sys.argv[1:]),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cases": len(cases),
-              "detector": detector.name, "samples": args.samples, "models": {}}
+              "detector": detector.name, "samples": args.samples, "sampler": shipped_sampler(), "models": {}}
+    sampler = result["sampler"]
     describer_v2 = DescribePipeline.from_pretrained(default_weights("describer-v2"))
     results_file = args.out / "forecast_semantic_use.json"
     previous = json.loads(results_file.read_text()) if results_file.exists() else {}
     for name, folder in models.items():
         start = time.time()
-        pipe = ForecastPipeline.from_pretrained(folder)  # with the describer it was trained with
+        # with the describer it was trained with, and the shipped sampler
+        pipe = ForecastPipeline.from_pretrained(folder, strength=sampler["strength"], start_from=sampler["start_from"])
         row = {"folder": folder, "gates": gates_and_alphas(pipe, cases, describer_v2), "controls": {}}
         kept = previous.get("models", {}).get(name, {})
         if args.gates_only and kept.get("folder") == folder and previous.get("cases") == len(cases):
@@ -126,7 +130,8 @@ def main(argv: list[str] | None = None) -> None:
             continue
         row["controls_command"] = result["command"]
         for control in CONTROLS:
-            scores = evaluate(cases, run(pipe, cases, control, args.samples, args.seed), detector)["synthetic"]
+            preds = run(pipe, cases, control, args.samples, args.seed, sampler["steps"])
+            scores = evaluate(cases, preds, detector)["synthetic"]
             row["controls"][control] = {k: round(float(scores[k]), 4)
                                         for k in ("PSNR", "GSSIM", "TCS", "future_change_F1") if k in scores}
             print(name, control, row["controls"][control], flush=True)
@@ -138,11 +143,18 @@ def main(argv: list[str] | None = None) -> None:
     print(markdown(result))
 
 
+def sampler_line(sampler: dict | None) -> str:
+    if not sampler:
+        return " Each model with the sampler saved in its own folder."
+    return (f" Every model with the shipped tamms sampler: DDIM, {sampler['steps']} steps, strength {sampler['strength']}"
+            f", start {sampler['start_from'] or 'the last frame'}.")
+
+
 def markdown(r: dict) -> str:
     lines = ["# Does the forecaster use its semantic path? (`benchmarks/forecast_semantic_use.py`)", "",
              f"Command: `{r['command']}`  ", f"Date: {r['date']}. {r['cases']} synthetic test cases (3 frames + "
              f"dates -> the future frame), mean of {r['samples']} samples; future-change F1 pooled over pixels, "
-             f"detector `{r['detector']}`.", "",
+             f"detector `{r['detector']}`." + sampler_line(r.get("sampler")), "",
              "## Gates and alphas", "",
              "M_t spread: the standard deviation over cases of the describer's M_t (mean over its dimensions), with "
              "the describer the model was trained with and, for comparison, with the shipped describer-v2.", "",
