@@ -1,0 +1,140 @@
+"""Forecasts of the real series, window by window: is a forecaster above persistence on more than one case?
+
+benchmarks/forecast_quality.py scores one case per real series: its 3 frames before the last -> the last frame,
+the only frame no model trained on. One case is a coin toss for an image score, so this script also forecasts
+every earlier window of each series (3 consecutive frames -> the next one). Those earlier targets are NOT held
+out: the models trained with `data.real` (tamms, change-trend) saw them in training, so their rows there are
+optimistic; persistence, linear trend, SimVP and ConvLSTM trained on the synthetic world only. The table gives,
+per series and model, the GSSIM of the held-out window, the mean GSSIM over the earlier windows, and in how many
+windows (of all) the model is above persistence. Diffusion models: the mean of `--samples` samples, each model's
+own sampler (as forecast_quality.py).
+
+    OMP_NUM_THREADS=1 python benchmarks/forecast_real_windows.py [--data DIR] [--models tamms,persistence,...]
+
+Writes benchmarks/results/forecast_real_windows.{json,md} (tables regenerated here, never edited by hand).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+SERIES = ("naip_nd_a", "landsat_pucallpa_a")
+MODELS = ["persistence", "tamms", "tamms-from-noise", "change-trend", "linear-trend", "simvp", "convlstm"]
+METRICS = ("GSSIM", "PSNR", "SSIM")
+
+
+def window_cases(data_dir: Path, history: int = 3) -> list:
+    """Every window of each real series: `history` consecutive frames -> the next frame; the last is held out."""
+    from forecast_quality import Case
+
+    from tamms.data.readers import read_sequence
+
+    cases = []
+    for name in SERIES:
+        if not (Path(data_dir) / name).exists():
+            continue
+        seq = read_sequence(Path(data_dir) / name)
+        rgb = seq.rgb()  # [T, 3, H, W]
+        for k in range(history, seq.num_frames):
+            held_out = k == seq.num_frames - 1
+            cases.append(Case(f"{name}:{seq.dates[k]}{' (held out)' if held_out else ''}", name,
+                              seq.select(range(k - history, k)), rgb[k].astype(np.float32), seq.dates[k], None))
+    return cases
+
+
+def scores(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    from tamms.metrics.image import gssim_per_image, psnr_per_image, ssim_per_image
+
+    p = torch.from_numpy(np.clip(pred, 0, 1))[None].float()  # [1, 3, H, W]
+    t = torch.from_numpy(target)[None].float()
+    return {"GSSIM": float(gssim_per_image(p, t)[0]), "PSNR": float(psnr_per_image(p, t)[0]),
+            "SSIM": float(ssim_per_image(p, t)[0])}
+
+
+def summary(per_window: dict[str, dict[str, dict]], series: str) -> dict[str, dict]:
+    """Per model: GSSIM of the held-out window, mean over the earlier windows, windows above persistence."""
+    base = per_window["persistence"]
+    out = {}
+    for model, windows in per_window.items():
+        names = [n for n in windows if n.startswith(series + ":")]
+        earlier = [n for n in names if not n.endswith("(held out)")]
+        held = [n for n in names if n.endswith("(held out)")]
+        out[model] = {"held_out_GSSIM": round(windows[held[0]]["GSSIM"], 4) if held else None,
+                      "earlier_mean_GSSIM": round(float(np.mean([windows[n]["GSSIM"] for n in earlier])), 4),
+                      "earlier_mean_PSNR": round(float(np.mean([windows[n]["PSNR"] for n in earlier])), 2),
+                      "above_persistence": sum(windows[n]["GSSIM"] > base[n]["GSSIM"] for n in names),
+                      "windows": len(names)}
+    return out
+
+
+def markdown(r: dict) -> str:
+    lines = ["# Real series, window by window (`benchmarks/forecast_real_windows.py`)", "",
+             f"Command: `{r['command']}`  ", f"Date: {r['date']}. Each window: 3 dated frames -> the next frame; "
+             f"diffusion models: the mean of {r['samples']} samples, each model's own sampler.", "",
+             "Only the last window of each series is held out. tamms and change-trend trained on the earlier "
+             "windows (`data.real`), so their earlier-window numbers are optimistic; persistence, linear trend, "
+             "SimVP and ConvLSTM trained on the synthetic world only.", ""]
+    for series, rows in r["summary"].items():
+        lines += [f"## {series}", "",
+                  "| model | GSSIM, held-out window | GSSIM, mean of earlier windows | PSNR, earlier | "
+                  "windows above persistence (GSSIM) |", "|---|---|---|---|---|"]
+        for model, s in rows.items():
+            above = "-" if model == "persistence" else f"{s['above_persistence']} of {s['windows']}"
+            lines.append(f"| {model} | {s['held_out_GSSIM']} | {s['earlier_mean_GSSIM']} | "
+                         f"{s['earlier_mean_PSNR']} | {above} |")
+        lines.append("")
+    lines += ["## GSSIM per window", "", "| window | " + " | ".join(r["per_window"]) + " |",
+              "|---|" + "---|" * len(r["per_window"])]
+    for name in next(iter(r["per_window"].values())):
+        lines.append(f"| {name} | " + " | ".join(f"{w[name]['GSSIM']:.4f}" for w in r["per_window"].values()) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data",
+                    help="folder of the real series (naip_nd_a, landsat_pucallpa_a)")
+    ap.add_argument("--models", default=",".join(MODELS), help="comma-separated; persistence is always included")
+    ap.add_argument("--samples", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = ap.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    from forecast_quality import run_model, sampler_of
+
+    cases = window_cases(args.data)
+    if not cases:
+        raise SystemExit(f"no real series under {args.data}: give --data, the folder holding {', '.join(SERIES)}")
+    models = ["persistence"] + [m for m in args.models.split(",") if m and m != "persistence"]
+    threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
+    result = {"command": threads + "python benchmarks/forecast_real_windows.py " + " ".join(argv or sys.argv[1:]),
+              "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "samples": args.samples,
+              "seed": args.seed, "samplers": {}, "per_window": {}, "summary": {}}
+    for model in models:
+        preds, secs = run_model(model, cases, None, args.seed, args.samples)
+        result["per_window"][model] = {c.name: {k: round(v, 4) for k, v in scores(p, c.target).items()}
+                                       for c, p in zip(cases, preds)}
+        if (sampler := sampler_of(model, None)) is not None:
+            result["samplers"][model] = sampler
+        print(model, f"{secs:.0f}s", flush=True)
+    for series in dict.fromkeys(c.source for c in cases):
+        result["summary"][series] = summary(result["per_window"], series)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "forecast_real_windows.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.out / "forecast_real_windows.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""benchmarks/forecast_real_windows.py: every window of a real series, the last one marked held out, and the
+count of windows where a model is above persistence."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+
+def test_windows_cover_the_series_and_mark_the_held_out_one(tmp_path):
+    from forecast_real_windows import scores, summary, window_cases
+
+    from tamms.data.synthetic import SyntheticWorldConfig, generate_sequence
+    from tamms.data.writers import save_sequence
+
+    scene = generate_sequence(3, SyntheticWorldConfig(size=24, frames=6), seed=1)
+    save_sequence(replace(scene, change_masks=None, landcover=None), tmp_path / "naip_nd_a")
+    cases = window_cases(tmp_path)
+    assert [c.name.endswith("(held out)") for c in cases] == [False, False, True]  # targets 3, 4, 5 of 6 frames
+    assert all(c.sequence.num_frames == 3 for c in cases)
+    assert cases[0].target_date == scene.dates[3] and cases[-1].target_date == scene.dates[5]
+    np.testing.assert_array_equal(cases[1].sequence.rgb()[-1], cases[0].target)  # window k ends where k-1 aimed
+
+    last = [c.sequence.rgb()[-1].astype(np.float32) for c in cases]
+    exact = {c.name: scores(c.target, c.target) for c in cases}  # the truth itself beats persistence everywhere
+    per_window = {"persistence": {c.name: scores(p, c.target) for c, p in zip(cases, last)}, "truth": exact}
+    rows = summary(per_window, "naip_nd_a")
+    assert rows["truth"]["above_persistence"] == 3 and rows["truth"]["windows"] == 3
+    assert rows["truth"]["held_out_GSSIM"] == 1.0 and rows["persistence"]["held_out_GSSIM"] < 1.0
+    assert rows["persistence"]["above_persistence"] == 0
