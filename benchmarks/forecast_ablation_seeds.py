@@ -35,6 +35,8 @@ METRICS = ("future_change_F1", "GSSIM", "PSNR", "TCS")
 
 def recipe(variant: str, seed: int, semantic_steps: int, anneal_steps: int) -> dict:
     """forecast.yaml with stages semantic + anneal only, from the shipped structural ECM, the shipped sampler."""
+    from forecast_quality import shipped_sampler
+
     from tamms.utils import default_weights
 
     cfg = yaml.safe_load((ROOT / "src" / "tamms" / "configs" / "forecast.yaml").read_text())
@@ -47,14 +49,6 @@ def recipe(variant: str, seed: int, semantic_steps: int, anneal_steps: int) -> d
     cfg["model"].update(default_steps=sampler["steps"], strength=sampler["strength"], start_from=sampler["start_from"])
     cfg["trainer"]["seed"] = seed
     return cfg
-
-
-def shipped_sampler() -> dict:
-    """The sampler settings saved with the shipped tamms weights."""
-    from tamms.utils import default_weights
-
-    saved = json.loads((default_weights("tamms") / "config.json").read_text())["config"]
-    return {"steps": saved["default_steps"], "strength": saved["strength"], "start_from": saved.get("start_from")}
 
 
 def train_run(folder: Path, cfg: dict) -> Path:
@@ -87,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         train_seconds[folder] = round(time.time() - start, 1)
     if args.train_only:
         return
-    from forecast_quality import evaluate, forecast_cases, synthetic_cases
+    from forecast_quality import evaluate, forecast_cases, shipped_sampler, synthetic_cases
     from forecast_semantic_use import gates_and_alphas
 
     from tamms.pipelines.describe import DescribePipeline

@@ -133,6 +133,14 @@ def sampler_of(name: str, steps: int | None) -> dict | None:
             "strength": getattr(model, "strength", 1.0), "start": getattr(model, "start_name", "pure noise")}
 
 
+def shipped_sampler() -> dict:
+    """The sampler settings saved with the shipped tamms weights."""
+    from tamms.utils import default_weights
+
+    saved = json.loads((default_weights("tamms") / "config.json").read_text())["config"]
+    return {"steps": saved["default_steps"], "strength": saved["strength"], "start_from": saved.get("start_from")}
+
+
 def cached_run(path: Path, reuse: bool, compute) -> tuple[list[np.ndarray], float]:
     """(predictions, seconds): read from `path` when `reuse` and it exists, else `compute()` and kept there."""
     if reuse and path.exists():

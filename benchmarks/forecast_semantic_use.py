@@ -99,8 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--gates-only", action="store_true",
                     help="recompute gates and M_t spread; keep the controls of the existing results for the same folders")
     args = ap.parse_args(argv)
-    from forecast_ablation_seeds import shipped_sampler
-    from forecast_quality import evaluate, synthetic_cases
+    from forecast_quality import evaluate, shipped_sampler, synthetic_cases
 
     from tamms.pipelines.describe import DescribePipeline
     from tamms.pipelines.forecast import ForecastPipeline
