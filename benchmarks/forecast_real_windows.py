@@ -7,11 +7,14 @@ out: the models trained with `data.real` (tamms, change-trend) saw them in train
 optimistic; persistence, linear trend, SimVP and ConvLSTM trained on the synthetic world only. The table gives,
 per series and model, the GSSIM of the held-out window, the mean GSSIM over the earlier windows, and in how many
 windows (of all) the model is above persistence. Diffusion models: the mean of `--samples` samples, each model's
-own sampler (as forecast_quality.py).
+own sampler (as forecast_quality.py). One picture per series shows every window: its last history frame (=
+persistence), the truth and each forecast, with its GSSIM.
 
     OMP_NUM_THREADS=1 python benchmarks/forecast_real_windows.py [--data DIR] [--models tamms,persistence,...]
+                                                                 [--cache DIR --reuse MODEL,...]
 
-Writes benchmarks/results/forecast_real_windows.{json,md} (tables regenerated here, never edited by hand).
+Writes benchmarks/results/forecast_real_windows.{json,md} (tables regenerated here, never edited by hand) and
+forecast_real_windows_<series>.png.
 """
 
 from __future__ import annotations
@@ -78,6 +81,27 @@ def summary(per_window: dict[str, dict[str, dict]], series: str) -> dict[str, di
     return out
 
 
+def grid(cases: list, predictions: dict[str, list[np.ndarray]], per_window: dict, series: str) -> bytes:
+    """Rows: the windows of one series; columns: last history frame (= persistence), truth, each forecast."""
+    from tamms.data.transforms import display_stretch
+    from tamms.report.figures import labelled_grid
+
+    models = [m for m in predictions if m != "persistence"]
+    rows, labels, titles = [], [], []
+    for i, c in enumerate(cases):
+        if c.source != series:
+            continue
+        stack = np.stack([c.sequence.rgb()[-1], c.target] + [predictions[m][i] for m in models])  # [2+M, 3, H, W]
+        shown = (display_stretch(np.clip(stack, 0, 1)) * 255).astype(np.uint8).transpose(0, 2, 3, 1)  # [N, H, W, 3]
+        rows.append(list(shown))
+        labels.append([f"GSSIM {per_window['persistence'][c.name]['GSSIM']:.3f}", str(c.target_date)]
+                      + [f"GSSIM {per_window[m][c.name]['GSSIM']:.3f}" for m in models])
+        titles.append(c.name.split(":", 1)[1])
+    return labelled_grid(rows, labels, row_titles=titles, column_titles=["last frame = persistence", "truth"] + models,
+                         title=f"{series}: every window (3 frames -> the next), GSSIM of each forecast against "
+                               "the truth", colors=256)
+
+
 def markdown(r: dict) -> str:
     lines = ["# Real series, window by window (`benchmarks/forecast_real_windows.py`)", "",
              f"Command: `{r['command']}`  ", f"Date: {r['date']}. Each window: 3 dated frames -> the next frame; "
@@ -93,7 +117,7 @@ def markdown(r: dict) -> str:
             above = "-" if model == "persistence" else f"{s['above_persistence']} of {s['windows']}"
             lines.append(f"| {model} | {s['held_out_GSSIM']} | {s['earlier_mean_GSSIM']} | "
                          f"{s['earlier_mean_PSNR']} | {above} |")
-        lines.append("")
+        lines += ["", f"![{series}](forecast_real_windows_{series}.png)", ""]
     lines += ["## GSSIM per window", "", "| window | " + " | ".join(r["per_window"]) + " |",
               "|---|" + "---|" * len(r["per_window"])]
     for name in next(iter(r["per_window"].values())):
@@ -109,9 +133,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--samples", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/tamms-real-windows"),
+                    help="folder keeping each model's predictions (npz) for --reuse")
+    ap.add_argument("--reuse", default="", help="comma-separated models whose cached predictions are reused")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
-    from forecast_quality import run_model, sampler_of
+    from forecast_quality import cached_run, run_model, sampler_of
 
     cases = window_cases(args.data)
     if not cases:
@@ -121,8 +148,13 @@ def main(argv: list[str] | None = None) -> None:
     result = {"command": threads + "python benchmarks/forecast_real_windows.py " + " ".join(argv or sys.argv[1:]),
               "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "samples": args.samples,
               "seed": args.seed, "samplers": {}, "per_window": {}, "summary": {}}
+    args.cache.mkdir(parents=True, exist_ok=True)
+    reuse = {m for m in args.reuse.split(",") if m}
+    predictions = {}
     for model in models:
-        preds, secs = run_model(model, cases, None, args.seed, args.samples)
+        preds, secs = cached_run(args.cache / f"{model}_k{args.samples}_seed{args.seed}_n{len(cases)}.npz",
+                                 model in reuse, lambda: run_model(model, cases, None, args.seed, args.samples))
+        predictions[model] = preds
         result["per_window"][model] = {c.name: {k: round(v, 4) for k, v in scores(p, c.target).items()}
                                        for c, p in zip(cases, preds)}
         if (sampler := sampler_of(model, None)) is not None:
@@ -131,6 +163,9 @@ def main(argv: list[str] | None = None) -> None:
     for series in dict.fromkeys(c.source for c in cases):
         result["summary"][series] = summary(result["per_window"], series)
     args.out.mkdir(parents=True, exist_ok=True)
+    for series in result["summary"]:
+        (args.out / f"forecast_real_windows_{series}.png").write_bytes(
+            grid(cases, predictions, result["per_window"], series))
     (args.out / "forecast_real_windows.json").write_text(json.dumps(result, indent=1) + "\n")
     (args.out / "forecast_real_windows.md").write_text(markdown(result))
     print(markdown(result))

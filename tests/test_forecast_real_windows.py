@@ -33,3 +33,15 @@ def test_windows_cover_the_series_and_mark_the_held_out_one(tmp_path):
     assert rows["truth"]["above_persistence"] == 3 and rows["truth"]["windows"] == 3
     assert rows["truth"]["held_out_GSSIM"] == 1.0 and rows["persistence"]["held_out_GSSIM"] < 1.0
     assert rows["persistence"]["above_persistence"] == 0
+
+    from io import BytesIO
+
+    from PIL import Image
+
+    from forecast_real_windows import grid
+
+    preds = {"persistence": last, "truth": [c.target for c in cases]}
+    picture = Image.open(BytesIO(grid(cases, preds, per_window, "naip_nd_a")))
+    # 3 windows (rows) x 3 columns (last frame, truth, the one forecast) of 1.7 x 2.15 inch tiles at 100 dpi
+    assert picture.size[0] < picture.size[1] and picture.size[1] > 3 * 150
+    assert picture.mode == "P" and len(picture.getpalette()) <= 3 * 256  # a palette PNG: a quarter of the bytes

@@ -75,21 +75,40 @@ def data_uri(png: bytes) -> str:
 def labelled_strip(images: Sequence[np.ndarray], labels: Sequence[str], title: str | None = None,
                    tile_inches: float = 1.7) -> bytes:
     """A row of uint8 `[H, W, 3]` tiles, each with its label underneath (dates, model names) -> PNG."""
+    return labelled_grid([images], [labels], title=title, tile_inches=tile_inches)
+
+
+def labelled_grid(rows: Sequence[Sequence[np.ndarray]], labels: Sequence[Sequence[str]],
+                  row_titles: Sequence[str] | None = None, column_titles: Sequence[str] | None = None,
+                  title: str | None = None, tile_inches: float = 1.7, colors: int | None = None) -> bytes:
+    """Rows of uint8 `[H, W, 3]` tiles, each with its label underneath; optional titles on the left of each
+    row and above each column of the first row -> PNG (with `colors`: a palette PNG of that many colours, a
+    quarter of the bytes for large grids of imagery)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = len(images)
-    fig, axes = plt.subplots(1, n, figsize=(tile_inches * n, tile_inches + 0.45), squeeze=False)
-    for ax, img, label in zip(axes[0], images, labels):
-        ax.imshow(img, interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_xlabel(label, fontsize=8)
+    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(tile_inches * n_cols, (tile_inches + 0.45) * n_rows),
+                             squeeze=False)
+    for r, (images, row_labels) in enumerate(zip(rows, labels)):
+        for c in range(n_cols):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(images):
+                ax.axis("off")
+                continue
+            ax.imshow(images[c], interpolation="nearest")
+            ax.set_xlabel(row_labels[c], fontsize=8)
+            if r == 0 and column_titles:
+                ax.set_title(column_titles[c], fontsize=8)
+        if row_titles:
+            axes[r][0].set_ylabel(row_titles[r], fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
-    return _png_of(fig)
+    return _png_of(fig, colors)
 
 
 def line_plot(series: dict[str, tuple[Sequence[float], Sequence[float]]], xlabel: str, ylabel: str,
@@ -136,12 +155,19 @@ def grouped_bars(groups: Sequence[str], values: dict[str, Sequence[float]], ylab
     return _png_of(fig)
 
 
-def _png_of(fig) -> bytes:
-    """Lay out, render to PNG bytes and close a matplotlib figure."""
+def _png_of(fig, colors: int | None = None) -> bytes:
+    """Lay out, render to PNG bytes and close a matplotlib figure (`colors`: quantised to a palette)."""
     import matplotlib.pyplot as plt
+    from PIL import Image
 
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    return buf.getvalue()
+    if colors is None:
+        return buf.getvalue()
+    image = Image.open(buf).convert("RGB").quantize(colors=colors, method=Image.Quantize.MEDIANCUT,
+                                                    dither=Image.Dither.NONE)
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=True)
+    return out.getvalue()
