@@ -36,7 +36,9 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
         sampler: str = typer.Option("ddim", "--sampler", help="ddim | dpm (DPM-Solver++)."),
         strength: Optional[float] = typer.Option(None, "--strength", help="Diffusion models: 1 = start from pure "
                                                  "noise, < 1 = from the start forecast noised that far (default: the "
-                                                 "weights' setting)."),
+                                                 "weights' setting). `--strength 1 --steps 2`: a smoother forecast "
+                                                 "that keeps real scenes' structure better but places less change "
+                                                 "(docs/forecast.md)."),
         start_from: Optional[str] = typer.Option(None, "--start-from", help="Diffusion models, strength < 1: the "
                                                  "forecaster whose forecast the sampler starts from (a name or "
                                                  "folder, or last-frame; default: the weights' setting, change-trend "
