@@ -75,18 +75,26 @@ def synthetic_cases(n_pool: int, limit: int, split: str = "test") -> list[Case]:
     return cases
 
 
-def real_cases(data_dir: Path = SHARED) -> list[Case]:
+REAL_SERIES = ("naip_nd_a", "landsat_pucallpa_a")
+
+
+def real_cases(data_dir: Path = SHARED, every_window: bool = False) -> list[Case]:
+    """Each real series: its 3 frames before the last -> the last frame (held out; the case is named by the
+    series). every_window: every window of 3 consecutive frames -> the next, named "series:date", the last one
+    "series:date (held out)"."""
     from tamms.data.readers import read_sequence
 
     cases = []
-    for name in ("naip_nd_a", "landsat_pucallpa_a"):
+    for name in REAL_SERIES:
         path = Path(data_dir) / name
         if not path.exists():
             continue
         seq = read_sequence(path)
         n = seq.num_frames
-        hist = seq.select(range(n - 4, n - 1))
-        cases.append(Case(name, name, hist, seq.rgb()[-1].astype(np.float32), seq.dates[-1], None))
+        rgb = seq.rgb()  # [T, 3, H, W]
+        for k in range(3 if every_window else n - 1, n):
+            label = f"{name}:{seq.dates[k]}{' (held out)' if k == n - 1 else ''}" if every_window else name
+            cases.append(Case(label, name, seq.select(range(k - 3, k)), rgb[k].astype(np.float32), seq.dates[k], None))
     return cases
 
 

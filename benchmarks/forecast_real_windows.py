@@ -32,37 +32,17 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-SERIES = ("naip_nd_a", "landsat_pucallpa_a")
 MODELS = ["persistence", "tamms", "tamms-from-noise", "change-trend", "linear-trend", "simvp", "convlstm"]
 METRICS = ("GSSIM", "PSNR", "SSIM")
 
 
-def window_cases(data_dir: Path, history: int = 3) -> list:
-    """Every window of each real series: `history` consecutive frames -> the next frame; the last is held out."""
-    from forecast_quality import Case
-
-    from tamms.data.readers import read_sequence
-
-    cases = []
-    for name in SERIES:
-        if not (Path(data_dir) / name).exists():
-            continue
-        seq = read_sequence(Path(data_dir) / name)
-        rgb = seq.rgb()  # [T, 3, H, W]
-        for k in range(history, seq.num_frames):
-            held_out = k == seq.num_frames - 1
-            cases.append(Case(f"{name}:{seq.dates[k]}{' (held out)' if held_out else ''}", name,
-                              seq.select(range(k - history, k)), rgb[k].astype(np.float32), seq.dates[k], None))
-    return cases
-
-
 def scores(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
-    from tamms.metrics.image import gssim_per_image, psnr_per_image, ssim_per_image
+    """GSSIM, PSNR and SSIM of one forecast [3, H, W] (tamms.metrics.image.image_scores)."""
+    from tamms.metrics.image import image_scores
 
-    p = torch.from_numpy(np.clip(pred, 0, 1))[None].float()  # [1, 3, H, W]
-    t = torch.from_numpy(target)[None].float()
-    return {"GSSIM": float(gssim_per_image(p, t)[0]), "PSNR": float(psnr_per_image(p, t)[0]),
-            "SSIM": float(ssim_per_image(p, t)[0])}
+    out = image_scores(torch.from_numpy(np.clip(pred, 0, 1)).float(), torch.from_numpy(target).float(),
+                       perceptual=False)
+    return {k: out[k] for k in METRICS}
 
 
 def summary(per_window: dict[str, dict[str, dict]], series: str) -> dict[str, dict]:
@@ -138,11 +118,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reuse", default="", help="comma-separated models whose cached predictions are reused")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
-    from forecast_quality import cached_run, run_model, sampler_of
+    from forecast_quality import REAL_SERIES, cached_run, real_cases, run_model, sampler_of
 
-    cases = window_cases(args.data)
+    cases = real_cases(args.data, every_window=True)
     if not cases:
-        raise SystemExit(f"no real series under {args.data}: give --data, the folder holding {', '.join(SERIES)}")
+        raise SystemExit(f"no real series under {args.data}: give --data, the folder holding "
+                         f"{', '.join(REAL_SERIES)}")
     models = ["persistence"] + [m for m in args.models.split(",") if m and m != "persistence"]
     threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
     result = {"command": threads + "python benchmarks/forecast_real_windows.py " + " ".join(argv or sys.argv[1:]),

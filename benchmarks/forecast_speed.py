@@ -3,7 +3,7 @@
 Times `ForecastPipeline.from_pretrained(model)(sequence, date, num_inference_steps=20)` on one held-out synthetic
 test sequence (4 frames of 64x64; the describer's M_t and text included), the median of `--runs` calls after one
 warm-up call, for each thread count asked, with two sampler starts: the weights' own (for the shipped tamms: the
-change-trend forecast noised to strength 0.25, so 5 of the 20 steps run, change-trend and its detector included)
+change-trend forecast noised to strength 0.5, so 10 of the 20 steps run, change-trend and its detector included)
 and pure noise (strength 1: all 20 steps run). The machine's load average is recorded beside each timing: other
 processes on these 2 cores slow it down.
 

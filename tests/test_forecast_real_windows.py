@@ -13,16 +13,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
 def test_windows_cover_the_series_and_mark_the_held_out_one(tmp_path):
-    from forecast_real_windows import scores, summary, window_cases
+    from forecast_quality import real_cases
+    from forecast_real_windows import scores, summary
 
     from tamms.data.synthetic import SyntheticWorldConfig, generate_sequence
     from tamms.data.writers import save_sequence
 
     scene = generate_sequence(3, SyntheticWorldConfig(size=24, frames=6), seed=1)
     save_sequence(replace(scene, change_masks=None, landcover=None), tmp_path / "naip_nd_a")
-    cases = window_cases(tmp_path)
+    cases = real_cases(tmp_path, every_window=True)
     assert [c.name.endswith("(held out)") for c in cases] == [False, False, True]  # targets 3, 4, 5 of 6 frames
     assert all(c.sequence.num_frames == 3 for c in cases)
+    assert [c.name for c in real_cases(tmp_path)] == ["naip_nd_a"]  # forecast_quality's one held-out case
+    np.testing.assert_array_equal(real_cases(tmp_path)[0].target, cases[-1].target)
     assert cases[0].target_date == scene.dates[3] and cases[-1].target_date == scene.dates[5]
     np.testing.assert_array_equal(cases[1].sequence.rgb()[-1], cases[0].target)  # window k ends where k-1 aimed
 
