@@ -153,8 +153,9 @@ def main(argv: list[str] | None = None) -> None:
     }
     result["done_when"] = done_when(result)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "describe_quality.json").write_text(json.dumps(result, indent=2))
-    (out / "describe_quality.md").write_text(markdown(result))
+    from tamms.utils import write_results
+
+    write_results(out, "describe_quality", result, markdown(result))
     print(markdown(result))
 
 

@@ -60,7 +60,6 @@ def main(argv: list[str] | None = None) -> None:
                         "real": [c.name for c in cases if c.source != "synthetic"]},
               "forecaster": "tamms (shipped)", "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "describer_forecaster_check.json").write_text(json.dumps(result, indent=2))
     cols = ["PSNR", "SSIM", "L1", "TCS", "future_change_F1"]
     lines = ["# The shipped forecaster (tamms) with each describer", "", f"Command: `{result['command']}`  ",
              f"Cases: {result['cases']}; one sample each, seed {args.seed}, the same noise for every describer.", ""]
@@ -70,7 +69,9 @@ def main(argv: list[str] | None = None) -> None:
         for name, r in rows.items():
             lines.append(f"| {name} | " + " | ".join(f"{r[src].get(c, float('nan')):.4f}" for c in cols) + " |")
         lines.append("")
-    (args.out / "describer_forecaster_check.md").write_text("\n".join(lines) + "\n")
+    from tamms.utils import write_results
+
+    write_results(args.out, "describer_forecaster_check", result, "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -189,8 +189,9 @@ def main(argv=None) -> int:
         "default_detector": DEFAULT_DETECTOR, "rows": rows, "notes": notes,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "detect_quality.json").write_text(json.dumps(result, indent=2))
-    (args.out / "detect_quality.md").write_text(markdown(result))
+    from tamms.utils import write_results
+
+    write_results(args.out, "detect_quality", result, markdown(result))
     print(markdown(result))
     return 0
 

@@ -352,9 +352,9 @@ def main(argv=None) -> int:
 
 
 def write_results(out: Path, result: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "detect_real.json").write_text(json.dumps(result, indent=1) + "\n")
-    (out / "detect_real.md").write_text(render(result))
+    from tamms.utils import write_results as write
+
+    write(out, "detect_real", result, render(result))
 
 
 def render(result: dict) -> str:

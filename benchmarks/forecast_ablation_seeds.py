@@ -19,7 +19,6 @@ benchmarks/results/forecast_ablation_seeds.{json,md} (tables regenerated here, n
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -138,9 +137,9 @@ def summary(result: dict) -> dict:
 
 
 def write(result: dict, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "forecast_ablation_seeds.json").write_text(json.dumps(result, indent=1) + "\n")
-    (out / "forecast_ablation_seeds.md").write_text(markdown(result))
+    from tamms.utils import write_results
+
+    write_results(out, "forecast_ablation_seeds", result, markdown(result))
 
 
 def markdown(r: dict) -> str:

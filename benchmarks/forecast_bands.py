@@ -14,7 +14,6 @@ Writes benchmarks/results/forecast_bands.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -65,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from tamms.pipelines.forecast import ForecastPipeline
-    from tamms.utils import write_text_atomic
+    from tamms.utils import results_paths, write_results
+
+    results_paths(RESULTS, "forecast_bands", args.overwrite)  # refuse now, not after the run
 
     torch.set_num_threads(1)
     start = time.perf_counter()
@@ -93,8 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                   argv if argv is not None else sys.argv[1:]),
               "n": len(seqs), "band_names": names, "rows": rows, "seconds": round(time.perf_counter() - start, 1)}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(RESULTS / "forecast_bands.json", json.dumps(result, indent=1) + "\n", overwrite=args.overwrite)
-    write_text_atomic(RESULTS / "forecast_bands.md", render(result), overwrite=args.overwrite)
+    write_results(RESULTS, "forecast_bands", result, render(result), overwrite=args.overwrite)
     print(render(result))
     return 0
 

@@ -73,8 +73,6 @@ def main(argv: list[str] | None = None) -> None:
     threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
     command = threads + "python benchmarks/forecast_change_references.py " + " ".join(argv or sys.argv[1:])
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "forecast_change_references.json").write_text(json.dumps(
-        {"command": command.strip(), "cases": len(cases), "rows": rows}, indent=1, default=float))
     lines = ["# Future-change F1: mask-level reference rows (synthetic test split)", "",
              f"Command: `{command.strip()}`. {len(cases)} test sequences (the cases of forecast_quality.py); truth: the "
              "exact future change mask; F1 pooled over all pixels (TP, FP, FN summed). The forecasters' rows, with "
@@ -85,7 +83,10 @@ def main(argv: list[str] | None = None) -> None:
         for label, s in per.items():
             lines.append(f"| {det} | {label} | {s['F1']:.4f} | {s['IoU']:.4f} | {s['precision']:.4f} | "
                          f"{s['recall']:.4f} | {s['F1_per_case_mean']:.4f} |")
-    (RESULTS / "forecast_change_references.md").write_text("\n".join(lines) + "\n")
+    from tamms.utils import write_results
+
+    result = json.loads(json.dumps({"command": command.strip(), "cases": len(cases), "rows": rows}, default=float))
+    write_results(RESULTS, "forecast_change_references", result, "\n".join(lines))
 
 
 if __name__ == "__main__":

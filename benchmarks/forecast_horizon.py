@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import time
 from pathlib import Path
 
@@ -70,7 +69,6 @@ def main() -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     command = f"OMP_NUM_THREADS=1 python benchmarks/forecast_horizon.py --n {args.n} --models {args.models}"
-    (args.out / "forecast_horizon.json").write_text(json.dumps({"command": command, "rows": rows}, indent=1))
     lines = [
         "# Forecast amount of change vs horizon (synthetic test split)", "",
         f"Made by `{command}`. Frames and dates only; one sample per forecast, each model's default sampler steps.",
@@ -83,7 +81,9 @@ def main() -> None:
     for r in rows.values():
         lines.append(f"| {r['model']} | {r['rollout']} | {r['fraction_growing']:.0%} | {r['mean_change_60d']:.4f} | "
                      f"{r['mean_change_3y']:.4f} |")
-    (args.out / "forecast_horizon.md").write_text("\n".join(lines) + "\n")
+    from tamms.utils import write_results
+
+    write_results(args.out, "forecast_horizon", {"command": command, "rows": rows}, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -318,8 +318,9 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_timing and "tamms" in predictions:
         result["timing"] = time_one_forecast(20)
     result["notes"] += comparison_notes(result["metrics"])
-    (RESULTS / "forecast_quality.json").write_text(json.dumps(result, indent=1))
-    (RESULTS / "forecast_quality.md").write_text(markdown(result))
+    from tamms.utils import write_results
+
+    write_results(RESULTS, "forecast_quality", result, markdown(result))
     print(markdown(result))
 
 

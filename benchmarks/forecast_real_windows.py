@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import sys
 import warnings
@@ -147,8 +146,9 @@ def main(argv: list[str] | None = None) -> None:
     for series in result["summary"]:
         (args.out / f"forecast_real_windows_{series}.png").write_bytes(
             grid(cases, predictions, result["per_window"], series))
-    (args.out / "forecast_real_windows.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / "forecast_real_windows.md").write_text(markdown(result))
+    from tamms.utils import write_results
+
+    write_results(args.out, "forecast_real_windows", result, markdown(result))
     print(markdown(result))
 
 

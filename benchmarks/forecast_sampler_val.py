@@ -84,8 +84,9 @@ def main(argv: list[str] | None = None) -> None:
     result["chosen"] = chosen
     apply(result, args.apply)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "forecast_sampler_val.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / "forecast_sampler_val.md").write_text(markdown(result))
+    from tamms.utils import write_results
+
+    write_results(args.out, "forecast_sampler_val", result, markdown(result))
     print(markdown(result))
 
 

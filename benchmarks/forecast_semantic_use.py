@@ -137,8 +137,9 @@ def main(argv: list[str] | None = None) -> None:
         row["seconds"] = round(time.time() - start, 1)
         result["models"][name] = row
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "forecast_semantic_use.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / "forecast_semantic_use.md").write_text(markdown(result))
+    from tamms.utils import write_results
+
+    write_results(args.out, "forecast_semantic_use", result, markdown(result))
     print(markdown(result))
 
 

@@ -15,7 +15,6 @@ Writes benchmarks/results/forecast_speed.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -51,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from tamms.pipelines.forecast import ForecastPipeline, steps_to_run
     from tamms.pipelines.jepa import test_sequences
-    from tamms.utils import write_text_atomic
+    from tamms.utils import results_paths, write_results
+
+    results_paths(RESULTS, "forecast_speed", args.overwrite)  # refuse now, not after the run
 
     seq = test_sequences(1, size=64, frames=4, seed=0, split="test")[0]
     rows = []
@@ -77,8 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"command": "python benchmarks/forecast_speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(RESULTS / "forecast_speed.json", json.dumps(result, indent=1) + "\n", overwrite=args.overwrite)
-    write_text_atomic(RESULTS / "forecast_speed.md", render(result), overwrite=args.overwrite)
+    write_results(RESULTS, "forecast_speed", result, render(result), overwrite=args.overwrite)
     print(render(result))
     return 0
 

@@ -203,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps is not None:
         args.grid_steps = [args.steps]
     torch.set_num_threads(1)
-    from tamms.utils import write_text_atomic
+    from tamms.utils import results_paths, write_results
+
+    results_paths(RESULTS, "jepa_forecast", args.overwrite)  # refuse now, not after the run
 
     t0 = time.perf_counter()
     folders = {k: v for k, v in (("satjepa", args.satjepa), ("satjepa-caption", args.satjepa_caption)) if v}
@@ -273,9 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.machine()} {platform.system()}, torch {torch.__version__}, 1 thread",
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(RESULTS / "jepa_forecast.json", json.dumps(result, indent=2), overwrite=args.overwrite)
-
-    write_text_atomic(RESULTS / "jepa_forecast.md", render(result), overwrite=args.overwrite)
+    write_results(RESULTS, "jepa_forecast", result, render(result), overwrite=args.overwrite)
 
     # rollout figure: the test sequence with the longest span, rolled out from its first frame
     from tamms.pipelines.jepa import SatJEPAPipeline, rollout_figure, set_sampler

@@ -97,7 +97,6 @@ def main() -> None:
         "machine": f"{platform.processor() or platform.machine()}, python {platform.python_version()}, shared 2-core VM",
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "metrics_speed.json").write_text(json.dumps(result, indent=1) + "\n")
     md = [
         "# Caption metric speed: tamms vs pycocoevalcap 1.2", "",
         f"Command: `{result['command']}`", "",
@@ -111,7 +110,9 @@ def main() -> None:
         *[f"| {n} | {a!r} | {b!r} |" for n, a, b in zip(names, ours, theirs)], "",
         f"Values identical (exact float equality): {ours == theirs}.", "",
     ]
-    (args.out / "metrics_speed.md").write_text("\n".join(md))
+    from tamms.utils import write_results
+
+    write_results(args.out, "metrics_speed", result, "\n".join(md))
     print("\n".join(md))
 
 

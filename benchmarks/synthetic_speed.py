@@ -8,7 +8,6 @@ Writes benchmarks/results/synthetic_speed.json and .md (with the command that ma
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -80,7 +79,6 @@ def main() -> None:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     md = [
         "# Synthetic world speed", "", f"Command: `{command}`", "",
         "| what | value |", "|---|---|",
@@ -95,7 +93,9 @@ def main() -> None:
            f"| sequences with no-change captions | {no_change_captions / args.n:.1%} |",
            f"| machine | {result['machine']}; 1-min load average {load:.1f} (machine shared: wall time "
            "exceeds CPU time when other jobs run) |", ""]
-    out.with_suffix(".md").write_text("\n".join(md))
+    from tamms.utils import write_results
+
+    write_results(out.parent, out.stem, result, "\n".join(md))
     print("\n".join(md))
 
 

@@ -66,3 +66,23 @@ def test_tables_only_reads_the_results_of_the_given_folder(tmp_path):
     assert bench / "results" / "paper_tables.md" in result.written
     tables = json.loads((bench / "results" / "paper_tables.json").read_text())
     assert dict(tables["tamms_table1"]["ours"])["TAMMs-small (ours)"][4:] == [24.0, 0.8, None, 0.6]
+
+
+def test_write_results_writes_both_files_and_refuses_to_clobber(tmp_path):
+    from tamms.errors import OutputExistsError
+    from tamms.utils import results_paths, write_results
+
+    result = {"command": "python benchmarks/x.py", "rows": {"a": 0.5}}
+    json_path, md_path = write_results(tmp_path / "results", "x", result, "# x\n\n| a |")
+    assert json.loads(json_path.read_text()) == result
+    assert md_path.read_text() == "# x\n\n| a |\n"  # a final newline is added when missing
+    write_results(tmp_path / "results", "x", {"rows": {}}, "# y")  # overwrite is the default
+    assert json.loads(json_path.read_text()) == {"rows": {}}
+    # overwrite=False: refused when either file exists, and neither is touched
+    json_path.unlink()
+    with pytest.raises(OutputExistsError, match="x.md already exists"):
+        results_paths(tmp_path / "results", "x", overwrite=False)
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        write_results(tmp_path / "results", "x", result, "# z", overwrite=False)
+    assert not json_path.exists() and md_path.read_text() == "# y\n"
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["x.md"]  # no temporary file left behind

@@ -1,4 +1,5 @@
-"""Small helpers shared by every part: atomic, no-clobber output paths and the shipped weights folder."""
+"""Small helpers shared by every part: atomic, no-clobber output paths (and benchmark results written that way)
+and the shipped weights folder."""
 
 from __future__ import annotations
 
@@ -39,6 +40,28 @@ def write_text_atomic(path: str | os.PathLike, text: str, overwrite: bool = Fals
     with atomic_output(path, overwrite=overwrite) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def results_paths(folder: str | os.PathLike, stem: str, overwrite: bool = True) -> tuple[Path, Path]:
+    """FOLDER/STEM.json and FOLDER/STEM.md, a benchmark's results; with overwrite=False an OutputExistsError when
+    either exists (call it before a long run, so the refusal does not come after the work)."""
+    paths = Path(folder) / f"{stem}.json", Path(folder) / f"{stem}.md"
+    for path in paths if not overwrite else ():
+        if path.exists():
+            raise OutputExistsError(f"{path} already exists: choose another --out or pass --overwrite")
+    return paths
+
+
+def write_results(folder: str | os.PathLike, stem: str, result: dict, markdown: str, overwrite: bool = True
+                  ) -> tuple[Path, Path]:
+    """A benchmark's results: FOLDER/STEM.json (the numbers) and FOLDER/STEM.md (the tables rendered from them),
+    each written atomically. With overwrite=False neither is written when either exists."""
+    import json
+
+    json_path, md_path = results_paths(folder, stem, overwrite)
+    write_text_atomic(json_path, json.dumps(result, indent=1) + "\n", overwrite=True)
+    write_text_atomic(md_path, markdown if markdown.endswith("\n") else markdown + "\n", overwrite=True)
+    return json_path, md_path
 
 
 def default_weights(name: str) -> Path:
