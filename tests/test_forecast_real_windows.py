@@ -48,3 +48,26 @@ def test_windows_cover_the_series_and_mark_the_held_out_one(tmp_path):
     # 3 windows (rows) x 3 columns (last frame, truth, the one forecast) of 1.7 x 2.15 inch tiles at 100 dpi
     assert picture.size[0] < picture.size[1] and picture.size[1] > 3 * 150
     assert picture.mode == "P" and len(picture.getpalette()) <= 3 * 256  # a palette PNG: a quarter of the bytes
+
+
+def test_sampler_choice_reports_the_earlier_real_windows(tmp_path):
+    from forecast_quality import real_cases
+    from forecast_sampler_val import markdown, real_columns
+
+    from tamms.data.synthetic import SyntheticWorldConfig, generate_sequence
+    from tamms.data.writers import save_sequence
+
+    scene = generate_sequence(3, SyntheticWorldConfig(size=24, frames=6), seed=1)
+    save_sequence(replace(scene, change_masks=None, landcover=None), tmp_path / "landsat_pucallpa_a")
+    windows = [c for c in real_cases(tmp_path, every_window=True) if not c.name.endswith("(held out)")]
+    last = [c.sequence.rgb()[-1].astype(np.float32) for c in windows]
+    truth = real_columns(windows, [c.target for c in windows], last)
+    assert truth["landsat_pucallpa_a_GSSIM"] == 1.0 and truth["landsat_pucallpa_a_above_persistence"] == "2 of 2"
+    same = real_columns(windows, last, last)
+    assert same["landsat_pucallpa_a_GSSIM"] == same["landsat_pucallpa_a_persistence_GSSIM"] < 1.0
+    assert same["landsat_pucallpa_a_above_persistence"] == "0 of 2"
+    rows = {"noise": {"future_change_F1": 0.4, "GSSIM": 0.7, "PSNR": 24.0, "TCS": 0.3, "seconds": 1, **truth}}
+    table = markdown({"command": "c", "date": "d", "cases": 2, "weights": "w", "samples": 1, "detector": "siamese",
+                      "real_windows": [c.name for c in windows], "rows": rows, "chosen": "noise"})
+    assert "| landsat_pucallpa_a GSSIM | landsat_pucallpa_a above persistence |" in table
+    assert "| noise **(chosen)** | 0.4000 | 0.7000 | 24.0000 | 0.3000 | 1.0000 (" in table and "| 2 of 2 | 1 |" in table

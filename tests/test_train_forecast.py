@@ -503,3 +503,46 @@ class WeightHash(_L.Callback):
 
     def on_train_end(self, trainer, pl_module):
         Path(self.folder, f"rank{trainer.global_rank}.txt").write_text(f"{self._digest(pl_module)} {self.start}")
+
+
+def test_trend_frame_is_read_by_the_ecm_in_training_and_at_inference(tmp_path):
+    """model.trend_from: the named forecaster's forecast for the target date is one more ECM frame, dated at the
+    target, in training (computed on the crop the U-Net sees) and in the pipeline; saved with the weights."""
+    from tamms.pipelines.forecast import BUILTIN_FORECASTERS, forecast_model_from_pretrained, with_trend_frame
+
+    recipe = tiny_recipe(steps=2)
+    recipe["model"]["trend_from"] = "linear-trend"
+    folder = train_to_structural(recipe, tmp_path / "m")
+    assert json.loads((folder / "config.json").read_text())["config"]["trend_from"] == "linear-trend"
+    # the frame: the trend's forecast, dated at the target date (gap 0)
+    history, days, target_days = torch.rand(2, 3, 3, 16, 16), torch.tensor([[0.0, 30, 60]] * 2), torch.tensor([90.0] * 2)
+    persistence = BUILTIN_FORECASTERS["persistence"]()
+    with_frame, with_days = with_trend_frame(persistence, history, days, target_days)
+    assert with_frame.shape == (2, 4, 3, 16, 16) and torch.equal(with_frame[:, -1], history[:, -1])
+    assert torch.equal(with_days[:, -1], target_days)
+    # training: the trend runs on each batch's crops and the loss is computed with the extra frame
+    cfg = stage_config(load_train_config(recipe), "structural")
+    task = ForecastTask(cfg, init_from=folder)
+    seen = []
+    forecast = task.trend.forecast
+    task.trend.forecast = lambda h, *a, **k: seen.append(h.shape) or forecast(h, *a, **k)
+    dm = task.datamodule()
+    dm.setup("fit")
+    assert torch.isfinite(task.training_step(next(iter(dm.train_dataloader())), 0))
+    assert seen == [(2, 3, 3, 16, 16)]  # the 16 px crops of the batch
+    # inference: the pipeline's model loads the trend; another trend frame gives another forecast
+    model = forecast_model_from_pretrained(folder, strength=1.0, start_from=None)
+    assert model.trend is not None and model.trend.name == "linear-trend"
+    noise = torch.randn(2, 1, 3, 16, 16)
+    a = model.forecast(history, days, target_days, num_inference_steps=2, noise=noise)
+    model.trend = persistence
+    b = model.forecast(history, days, target_days, num_inference_steps=2, noise=noise)
+    assert a.shape == (2, 1, 3, 16, 16) and not torch.equal(a, b)
+    # an ECM trained with a trend refuses another setting, in training and without its trend at inference
+    with pytest.raises(ConfigError, match="trend_from"):
+        ForecastTask(stage_config(load_train_config(tiny_recipe()), "semantic"), init_from=folder)
+    from tamms.errors import InputError
+    from tamms.pipelines.forecast import SFCIForecastModel
+
+    with pytest.raises(InputError, match="linear-trend"):
+        SFCIForecastModel("m", model.model)

@@ -320,6 +320,10 @@ class SFCIConfig:
     default_steps / strength / start_from: the sampler settings the weights were tuned with (`tamms forecast`
     defaults); with strength < 1 the sampler starts from the forecast of the forecaster `start_from` names (a
     shipped name or folder, e.g. "change-trend"), or from the last frame when it is None.
+    trend_from: a deterministic forecaster (shipped name or folder, e.g. "change-trend") whose forecast for the
+    target date the ECM reads as one more frame after the history, at gap 0: the diffusion model learns how
+    far to follow that trend (as DiffCast conditions its diffusion on a deterministic forecast) instead of the
+    sampler being started from it. Part of the architecture: the ECM is trained with it.
     """
 
     history: int = 3
@@ -333,6 +337,7 @@ class SFCIConfig:
     default_steps: int | None = None
     strength: float = 1.0
     start_from: str | None = None
+    trend_from: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

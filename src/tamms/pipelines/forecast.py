@@ -205,6 +205,17 @@ def detected_changes(detector, history: torch.Tensor) -> torch.Tensor:
     return masks.to(history.device).reshape(b, t - 1, h, w)
 
 
+def with_trend_frame(trend: "ForecastModel", history: torch.Tensor, history_days: torch.Tensor,
+                     target_days: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The history [B, T, C, H, W] with one more frame: `trend`'s forecast for the target date (computed on the
+    CPU, returned where the history is), dated at the target date -> [B, T+1, C, H, W], days [B, T+1]."""
+    n = trend.history
+    frame = trend.forecast(history[:, -n:].cpu(), history_days[:, -n:].cpu(), target_days.cpu())[:, 0]  # [B, C, H, W]
+    frame = frame.to(device=history.device, dtype=history.dtype)
+    return (torch.cat([history, frame[:, None]], dim=1),
+            torch.cat([history_days, target_days[:, None].to(history_days.dtype)], dim=1))
+
+
 class FunctionForecastModel(ForecastModel):
     """A deterministic forecast function or network (persistence, trend, SimVP, ConvLSTM, change-trend)."""
 
@@ -234,12 +245,14 @@ class SFCIForecastModel(ForecastModel):
 
     start: with strength < 1, the forecaster whose forecast the sampler starts from (None: the last frame): the
     ECM and U-Net then refine that forecast for the same date (SDEdit), e.g. repaint the changes `change-trend`
-    places (docs/forecast.md)."""
+    places (docs/forecast.md). trend: the forecaster named by the weights' `trend_from`, whose forecast the ECM
+    reads as one more frame (required when the weights were trained with one)."""
 
     stochastic = True
 
     def __init__(self, name: str, forecaster, scheduler: str = "ddim", strength: float | None = None,
-                 default_steps: int | None = None, start: ForecastModel | None = None):
+                 default_steps: int | None = None, start: ForecastModel | None = None,
+                 trend: ForecastModel | None = None):
         self.name = name
         self.strength = forecaster.cfg.strength if strength is None else strength
         self.default_steps = default_steps or forecaster.cfg.default_steps
@@ -255,6 +268,11 @@ class SFCIForecastModel(ForecastModel):
         # a start forecaster that reaches any date in one step (change-trend) makes the whole forecast one step: the
         # sampler refines the start forecast at the date asked (chosen on the validation split, docs/forecast.md)
         self.any_gap = bool(self.start is not None and self.start.any_gap)
+        if forecaster.cfg.trend_from and trend is None:
+            raise InputError(f"{name} was trained reading {forecaster.cfg.trend_from!r}'s forecast as a frame: give that "
+                             "forecaster (forecast_model_from_pretrained loads it from the weights' trend_from)")
+        self.trend = trend
+        self.any_gap = self.any_gap or bool(trend is not None and trend.any_gap)
 
     @property
     def start_name(self) -> str:
@@ -265,10 +283,13 @@ class SFCIForecastModel(ForecastModel):
 
     def forecast(self, history, history_days, target_days, num_samples=1, num_inference_steps=20, noise=None,
                  generator=None, semantic=None, text_embeddings=None, text_mask=None):
-        init = None
-        if self.start is not None:
+        init = history[:, -1]  # [B, C, H, W]
+        if self.start is not None and self.start is not self.trend:
             n = self.start.history
-            init = self.start.forecast(history[:, -n:], history_days[:, -n:], target_days)[:, 0]  # [B, C, H, W]
+            init = self.start.forecast(history[:, -n:], history_days[:, -n:], target_days)[:, 0]
+        if self.trend is not None:  # the trend's forecast is the ECM's last frame
+            history, history_days = with_trend_frame(self.trend, history, history_days, target_days)
+            init = history[:, -1] if self.start is self.trend else init
         return sample_sfci(self.model, history, history_days, target_days, num_samples=num_samples,
                            num_inference_steps=num_inference_steps, noise=noise, generator=generator,
                            semantic=semantic, text_embeddings=text_embeddings, text_mask=text_mask,
@@ -312,12 +333,11 @@ def forecast_model_from_pretrained(name_or_folder: str | Path, name: str | None 
     if isinstance(net, SFCIForecaster):
         start = None
         start_from = net.cfg.start_from if start_from == "default" else start_from
+        trend = trend_forecaster(net.cfg.trend_from, net.cfg.channels, folder, "trend_from")
         if start_from and (net.cfg.strength if strength is None else strength) < 1.0:
-            start = forecast_model_from_pretrained(start_from)
-            if start.stochastic or start.channels != net.cfg.channels:
-                raise InputError(f"{folder}: start_from {str(start_from)!r} must be a deterministic forecaster of "
-                                 f"{net.cfg.channels} bands (change-trend, simvp, linear-trend, ...)")
-        return SFCIForecastModel(name, net, scheduler, strength, start=start)
+            same = trend is not None and str(start_from) == str(net.cfg.trend_from)
+            start = trend if same else trend_forecaster(start_from, net.cfg.channels, folder, "start_from")
+        return SFCIForecastModel(name, net, scheduler, strength, start=start, trend=trend)
     if isinstance(net, ChangeTrendForecaster):  # before SimVP: it is one, with other inputs
         from tamms.pipelines.detect import detector_from_pretrained
 
@@ -334,6 +354,18 @@ def forecast_model_from_pretrained(name_or_folder: str | Path, name: str | None 
     if getattr(net, "variant", None) in ("rgb", "caption"):
         return SatJEPAForecastModel(SatJEPAPipeline(net), name, describer)
     raise InputError(f"{folder} holds a {net.model_type} model, which does not forecast: give a forecaster's folder")
+
+
+def trend_forecaster(name_or_folder: str | Path | None, channels: int, folder: Path | str = "",
+                     key: str = "trend_from") -> ForecastModel | None:
+    """The deterministic forecaster a diffusion forecaster starts from or reads (`start_from`, `trend_from`)."""
+    if not name_or_folder:
+        return None
+    model = forecast_model_from_pretrained(name_or_folder)
+    if model.stochastic or model.channels != channels:
+        raise InputError(f"{folder}: {key} {str(name_or_folder)!r} must be a deterministic forecaster of {channels} "
+                         "bands (change-trend, simvp, linear-trend, ...)")
+    return model
 
 
 def training_describer(name_or_folder: str | Path) -> Path | None:

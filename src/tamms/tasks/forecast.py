@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from tamms.config import from_dict
 from tamms.errors import ConfigError, MissingWeightsError, OutputExistsError
-from tamms.pipelines.forecast import detected_changes
+from tamms.pipelines.forecast import detected_changes, trend_forecaster, with_trend_frame
 from tamms.tasks.base import TammsTask
 
 STAGES = ("unet", "structural", "semantic", "anneal")
@@ -49,6 +49,7 @@ class ForecastModelConfig:
     default_steps: int | None = None  # sampler settings stored with the weights (`tamms forecast` defaults)
     strength: float = 1.0
     start_from: str | None = None  # strength < 1 starts from this forecaster's forecast (None: the last frame)
+    trend_from: str | None = None  # a forecaster whose forecast the ECM reads as one more frame (SFCIConfig)
     simvp: dict[str, Any] = field(default_factory=dict)  # SimVPConfig
     convlstm: dict[str, Any] = field(default_factory=dict)  # ConvLSTMConfig
     change_trend: dict[str, Any] = field(default_factory=dict)  # tamms.models.change_trend.ChangeTrendConfig
@@ -176,6 +177,9 @@ class ForecastTask(TammsTask):
         ecm = self.model.ecm.cfg
         if self.stage in ("semantic", "anneal") and (ecm.use_semantic or ecm.use_text):
             self.describer = self._describer()
+        self.trend = None  # frozen: its forecast is an input of the ECM, computed on the crop the U-Net sees
+        if self.stage != "unet" and self.model.cfg.trend_from:
+            self.trend = trend_forecaster(self.model.cfg.trend_from, self.model.cfg.channels)
 
     # -- building / loading -------------------------------------------------------------------------------
     def _baseline(self):
@@ -222,7 +226,7 @@ class ForecastTask(TammsTask):
                                       "first, or give init_from: <U-Net folder> (e.g. src/tamms/weights/tamms-unet)")
         cfg = SFCIConfig.from_dict({"history": history, "prediction_type": mc.prediction_type, "ecm": dict(mc.ecm),
                                     "default_steps": mc.default_steps, "strength": mc.strength,
-                                    "start_from": mc.start_from})
+                                    "start_from": mc.start_from, "trend_from": mc.trend_from})
         model = SFCIForecaster.from_config(cfg, unet)
         if folder is not None:
             model.unet_folder = (folder / "unet" if (folder / "unet" / "config.json").is_file() else folder).resolve()
@@ -244,6 +248,10 @@ class ForecastTask(TammsTask):
         if cfg.history != self.config.data.history:
             raise ConfigError(f"data.history is {self.config.data.history} but the forecaster in {folder} reads "
                               f"{cfg.history} frames: set data.history={cfg.history}")
+        if (cfg.trend_from or None) != (mc.trend_from or None):
+            raise ConfigError(f"model.trend_from is {mc.trend_from!r} but the ECM in {folder} was trained reading "
+                              f"{cfg.trend_from!r}: set model.trend_from={cfg.trend_from}, or train that ECM from "
+                              "stage structural")
         if cfg.prediction_type != mc.prediction_type:
             raise ConfigError(f"model.prediction_type is {mc.prediction_type!r} but the forecaster in {folder} "
                               f"predicts {cfg.prediction_type!r}: set model.prediction_type={cfg.prediction_type}")
@@ -312,6 +320,8 @@ class ForecastTask(TammsTask):
         elif self.stage == "unet":
             terms = self._unet_terms(torch.cat([history.flatten(0, 1), target]))  # [B*(T+1), C, H, W]
         else:
+            if self.trend is not None:  # the trend's forecast enters as one more frame, dated at the target
+                history, days = with_trend_frame(self.trend, history, days, target_days)
             terms = ecm_loss(self.model, self.noise_scheduler, history, days, target, target_days,
                              self.conditioning(batch), self.options.l1_weight)
         self.log_terms(terms, "train", history.shape[0])
