@@ -71,6 +71,16 @@ def test_stages_apply_their_overrides_on_the_base():
         load_train_config({"task": "forecast", "stages": [{"name": "a"}, {"name": "a"}]})
 
 
+def test_set_on_the_command_line_wins_over_a_stage_setting():
+    recipe = {"task": "forecast", "optim": {"lr": 1e-3}, "trainer": {"max_steps": 10},
+              "stages": [{"name": "a", "set": {"optim.lr": 1e-4, "trainer.max_steps": 3625}}, {"name": "b"}]}
+    cfg = load_train_config(recipe, ["trainer.max_steps=1800"])
+    assert stage_config(cfg, "a").trainer.max_steps == 1800  # the stage's 3625 gives way to --set
+    assert stage_config(cfg, "a").optim.lr == pytest.approx(1e-4)  # what --set does not name stays the stage's
+    assert stage_config(cfg, "b").trainer.max_steps == 1800
+    assert recipe["stages"][0]["set"]["trainer.max_steps"] == 3625  # the caller's mapping is not touched
+
+
 def test_overrides_do_not_touch_the_input_and_refuse_scalars_as_mappings():
     data = {"optim": {"lr": 1}}
     assert apply_overrides(data, {"optim.lr": 2})["optim"]["lr"] == 2 and data["optim"]["lr"] == 1

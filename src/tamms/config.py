@@ -276,6 +276,11 @@ def load_train_config(source: str | os.PathLike | dict[str, Any], overrides: Seq
     if task is not None:
         data.setdefault("task", task)
     data = apply_overrides(data, overrides)
+    # the user's --set wins over a stage's own setting of the same key (e.g. trainer.max_steps of a recipe stage)
+    given = dict(parse_override(o) for o in overrides)
+    for stage in data.get("stages") or []:
+        if isinstance(stage, dict) and isinstance(stage.get("set"), dict):
+            stage["set"] = {k: given.get(k, v) for k, v in stage["set"].items()}
     if isinstance(data.get("options"), dict) and "real_repeats" in data["options"]:
         raise ConfigError("options.real_repeats is now data.real_repeats: move it under data: (or --set "
                           "data.real_repeats=N)")

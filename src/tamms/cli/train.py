@@ -47,7 +47,7 @@ def _command(task: str):
                                     "(finished stages are skipped)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model already in --out."),
         overrides: List[str] = typer.Option([], "--set", help="Override a config value: --set optim.lr=1e-4 "
-                                            "(repeatable; dotted keys)."),
+                                            "(repeatable; dotted keys; wins over a recipe stage's own value)."),
         stage: Optional[str] = typer.Option(None, "--stage", help="Run the stages up to this one only (earlier "
                                             "stages must have run in --out; with init_from set, this stage alone "
                                             "starts from it)."),
