@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> None:
     cases = synthetic_cases(args.pool, args.n, split="val")
     windows = [c for c in real_cases(args.data, every_window=True) if not c.name.endswith("(held out)")]
     detector = load_detector("siamese")
-    command = "OMP_NUM_THREADS=1 python benchmarks/forecast_sampler_val.py " + " ".join(argv or sys.argv[1:])
+    threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
+    command = threads + "python benchmarks/forecast_sampler_val.py " + " ".join(argv or sys.argv[1:])
     result = {"command": command.strip(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "cases": len(cases), "split": "val", "detector": detector.name, "samples": args.samples,
               "weights": args.weights, "real_windows": [c.name for c in windows], "rows": {}}

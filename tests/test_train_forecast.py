@@ -535,8 +535,9 @@ def test_trend_frame_is_read_by_the_ecm_in_training_and_at_inference(tmp_path):
     assert model.trend is not None and model.trend.name == "linear-trend"
     noise = torch.randn(2, 1, 3, 16, 16)
     a = model.forecast(history, days, target_days, num_inference_steps=2, noise=noise)
-    model.trend = persistence
-    b = model.forecast(history, days, target_days, num_inference_steps=2, noise=noise)
+    control = forecast_model_from_pretrained(folder, strength=1.0, start_from=None, trend_from="persistence")
+    assert control.trend.name == "persistence"
+    b = control.forecast(history, days, target_days, num_inference_steps=2, noise=noise)
     assert a.shape == (2, 1, 3, 16, 16) and not torch.equal(a, b)
     # an ECM trained with a trend refuses another setting, in training and without its trend at inference
     with pytest.raises(ConfigError, match="trend_from"):

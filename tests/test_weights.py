@@ -25,6 +25,7 @@ META = json.loads((DATA / "reference_outputs.json").read_text())
 TOL = 1e-6  # thread counts move float sums by ~3e-7
 SHIPPED = {"describer": "tamms-describer", "describer-v2": "tamms-describer", "tamms": "tamms-sfci",
            "tamms-base-control": "tamms-sfci", "tamms-no-semantic": "tamms-sfci", "tamms-no-text": "tamms-sfci",
+           "tamms-trend": "tamms-sfci",
            "simvp": "simvp", "convlstm": "convlstm", "change-trend": "change-trend",
            "satjepa": "satjepa-diff", "satjepa-caption": "satjepa-diff-caption", "siamese": "siamese",
            "siamese-real": "siamese", "unichange": "unichange"}
@@ -63,7 +64,7 @@ def test_shipped_folder_is_in_the_one_format(name):
 def test_the_unet_is_stored_once():
     unets = [p.parent.name for p in default_weights("x").parent.rglob("diffusion_pytorch_model.safetensors")]
     assert unets == ["tamms-unet"]
-    for name in ("tamms", "tamms-base-control", "tamms-no-semantic", "tamms-no-text"):
+    for name in ("tamms", "tamms-base-control", "tamms-no-semantic", "tamms-no-text", "tamms-trend"):
         cfg = json.loads((default_weights(name) / "config.json").read_text())["config"]
         assert cfg["unet"] == "../tamms-unet"
 
@@ -121,8 +122,9 @@ def test_detector_outputs_unchanged():
 
 
 def test_registry_names_every_forecaster():
-    assert set(FORECAST_MODELS) == {"tamms", "tamms-no-semantic", "tamms-no-text", "tamms-base-control", "persistence",
-                                    "linear-trend", "simvp", "convlstm", "change-trend", "satjepa", "satjepa-caption"}
+    assert set(FORECAST_MODELS) == {"tamms", "tamms-no-semantic", "tamms-no-text", "tamms-base-control", "tamms-trend",
+                                    "persistence", "linear-trend", "simvp", "convlstm", "change-trend", "satjepa",
+                                    "satjepa-caption"}
     assert set(SHIPPED.values()) <= set(MODEL_TYPES)
 
 
@@ -190,3 +192,21 @@ def test_sfci_saves_the_ecm_and_names_its_unet(tmp_path):
     (tmp_path / "shared-unet" / "config.json").unlink()
     with pytest.raises(MissingWeightsError, match="U-Net"):
         SFCIForecaster.from_pretrained(tmp_path / "b")
+
+
+def test_shipped_trend_ecm_reads_change_trends_forecast():
+    """tamms-trend: the structural ECM trained reading change-trend's forecast as a frame loads with that trend,
+    and the frame matters: another forecast in its place (linear-trend's) gives another forecast. (change-trend
+    forecasts no change for this input, so persistence's forecast would be the same frame.)"""
+    frames, days, noise, *_ = _inputs()
+    history, hdays = frames[None, 1:4], days[None, 1:4]
+    assert load_forecast_model("tamms-trend").trend.name == "change-trend"
+    model = load_forecast_model("tamms-trend", strength=1.0, start_from=None)  # from noise: no start forecast
+    assert model.trend is not None and model.trend.name == "change-trend" and not model.uses_semantic
+    target = hdays[:, -1] + 365.0
+    out = model.forecast(history, hdays, target, 1, 2, noise=noise.clone())
+    control = load_forecast_model("tamms-trend", strength=1.0, start_from=None, trend_from="linear-trend")
+    assert control.trend.name == "linear-trend"
+    other = control.forecast(history, hdays, target, 1, 2, noise=noise.clone())
+    assert out.shape == (1, 1, 3, 64, 64) and (out - other).abs().mean() > 1e-3
+

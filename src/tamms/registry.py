@@ -9,6 +9,7 @@ Forecasters (`FORECAST_MODELS`, a dict name -> loader returning a `tamms.pipelin
   tamms-no-semantic     stages 2-3 retrained with semantic fusion off (TAMMs table 2 "w/o Semantic Fusion")
   tamms-no-text         stages 2-3 retrained with text guidance off ("w/o Text Guidance")
   tamms-base-control    the stage-1 ECM: structural path only ("Base Control Block")
+  tamms-trend           a stage-1 ECM that also reads change-trend's forecast as a frame (`SFCIConfig.trend_from`)
   persistence           copy the last frame
   linear-trend          per-pixel least-squares line over the history, at the target date
   simvp, convlstm       learned deterministic baselines
@@ -52,14 +53,14 @@ def _builtin_forecaster(name: str, weights: str | Path | None = None, **_: Any) 
     return BUILTIN_FORECASTERS[name]()
 
 
-_FORECASTERS_WITH_WEIGHTS = ("tamms", "tamms-no-semantic", "tamms-no-text", "tamms-base-control", "simvp", "convlstm",
-                             "change-trend", "satjepa", "satjepa-caption")
+_FORECASTERS_WITH_WEIGHTS = ("tamms", "tamms-no-semantic", "tamms-no-text", "tamms-base-control", "tamms-trend", "simvp",
+                             "convlstm", "change-trend", "satjepa", "satjepa-caption")
 FORECAST_MODELS: dict[str, Callable[..., ForecastModel]] = {
     **{name: partial(_shipped_forecaster, name) for name in _FORECASTERS_WITH_WEIGHTS},
     **{name: partial(_builtin_forecaster, name) for name in BUILTIN_FORECASTERS},
 }
 # sampler options only the diffusion forecasters take
-_SAMPLER_OPTIONS = ("scheduler", "strength", "start_from")
+_SAMPLER_OPTIONS = ("scheduler", "strength", "start_from", "trend_from")
 
 
 def register_forecast_model(name: str, loader: Callable[..., ForecastModel]) -> None:

@@ -30,7 +30,8 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
                                             "them runs."),
         seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same forecast."),
         model: str = typer.Option("tamms", "--model", help="tamms, tamms-no-semantic, tamms-no-text, "
-                                                           "tamms-base-control, persistence, linear-trend, simvp, "
+                                                           "tamms-base-control, tamms-trend, persistence, linear-trend, "
+                                                           "simvp, "
                                                            "convlstm, change-trend, satjepa, satjepa-caption"),
         weights: Optional[Path] = typer.Option(None, "--weights", help="Weights folder (default: the shipped ones)."),
         sampler: str = typer.Option("ddim", "--sampler", help="ddim | dpm (DPM-Solver++)."),

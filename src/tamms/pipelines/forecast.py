@@ -315,11 +315,14 @@ BUILTIN_FORECASTERS: dict[str, Callable[[], ForecastModel]] = {"persistence": _p
 
 def forecast_model_from_pretrained(name_or_folder: str | Path, name: str | None = None, scheduler: str = "ddim",
                                    strength: float | None = None, describer: Any = None,
-                                   start_from: str | Path | None = "default") -> ForecastModel:
+                                   start_from: str | Path | None = "default",
+                                   trend_from: str | Path | None = "default") -> ForecastModel:
     """A `ForecastModel` from a saved folder (or the shipped folder of that name); its model_type says which.
 
     Built-in forecasters ("persistence", "linear-trend") need no folder. strength / start_from: the diffusion
-    sampler's start (default: the settings saved with the weights; start_from None: the last frame)."""
+    sampler's start (default: the settings saved with the weights; start_from None: the last frame). trend_from:
+    for weights trained reading a trend forecaster's forecast (`SFCIConfig.trend_from`), another forecaster in
+    its place (a control: does the trend frame matter?); default: the one the weights were trained with."""
     from tamms.models import load_pretrained, resolve_weights
     from tamms.models.baselines.forecast import ConvLSTM, SimVP
     from tamms.models.change_trend import ChangeTrendForecaster
@@ -333,9 +336,10 @@ def forecast_model_from_pretrained(name_or_folder: str | Path, name: str | None 
     if isinstance(net, SFCIForecaster):
         start = None
         start_from = net.cfg.start_from if start_from == "default" else start_from
-        trend = trend_forecaster(net.cfg.trend_from, net.cfg.channels, folder, "trend_from")
+        trend_from = net.cfg.trend_from if trend_from == "default" else trend_from
+        trend = trend_forecaster(trend_from, net.cfg.channels, folder, "trend_from")
         if start_from and (net.cfg.strength if strength is None else strength) < 1.0:
-            same = trend is not None and str(start_from) == str(net.cfg.trend_from)
+            same = trend is not None and str(start_from) == str(trend_from)
             start = trend if same else trend_forecaster(start_from, net.cfg.channels, folder, "start_from")
         return SFCIForecastModel(name, net, scheduler, strength, start=start, trend=trend)
     if isinstance(net, ChangeTrendForecaster):  # before SimVP: it is one, with other inputs
@@ -484,17 +488,19 @@ class ForecastPipeline:
     @classmethod
     def from_pretrained(cls, name_or_folder: str | Path = "tamms", model: str | None = None,
                         describer: Any = "default", scheduler: str = "ddim", strength: float | None = None,
-                        start_from: str | Path | None = "default", **kwargs: Any) -> "ForecastPipeline":
+                        start_from: str | Path | None = "default", trend_from: str | Path | None = "default",
+                        **kwargs: Any) -> "ForecastPipeline":
         """`name_or_folder`: a saved forecaster's folder, the name of a shipped one (`tamms`, `simvp`, ...;
         see `tamms.registry.FORECAST_MODELS`), or "persistence" / "linear-trend". `model`: the name to report
         (default: the folder's name). describer: "default" loads, when the model uses M_t, the describer the
         forecaster was trained with (its training `options.describer`), else the shipped one. strength, start_from:
-        where a diffusion sampler starts (default: the settings saved with the weights, see `SFCIConfig`)."""
+        where a diffusion sampler starts (default: the settings saved with the weights, see `SFCIConfig`);
+        trend_from: another trend forecaster for weights that read one (a control)."""
         from tamms.pipelines.describe import default_describer
 
         fm = forecast_model_from_pretrained(name_or_folder, model, scheduler=scheduler, strength=strength,
                                             describer=None if describer == "default" else describer,
-                                            start_from=start_from)
+                                            start_from=start_from, trend_from=trend_from)
         desc = None
         if fm.uses_semantic or fm.uses_text:
             desc = default_describer(training_describer(name_or_folder)) if describer == "default" else describer
