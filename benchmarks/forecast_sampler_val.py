@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     stem = "forecast_sampler_val" if args.weights == "tamms" else f"forecast_sampler_val_{Path(args.weights).name}"
     if args.from_results:
         result = json.loads((args.out / f"{stem}.json").read_text())
-        apply(result, args.apply)
+        apply(result, args.apply, stem)
         (args.out / f"{stem}.md").write_text(markdown(result))
         return
     from forecast_quality import evaluate, forecast_cases, real_cases, run_model, synthetic_cases
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
         print(label, result["rows"][label], flush=True)
     labels = [SETTINGS[k][0] for k in keys]
     result["chosen"] = max(labels, key=lambda n: result["rows"][n]["future_change_F1"] + result["rows"][n]["GSSIM"])
-    apply(result, args.apply)
+    apply(result, args.apply, stem)
     from tamms.utils import write_results
 
     write_results(args.out, stem, result, markdown(result))
@@ -130,7 +130,7 @@ def real_columns(windows: list, preds: list, persistence: list) -> dict:
     return out
 
 
-def apply(result: dict, folders: list[str]) -> None:
+def apply(result: dict, folders: list[str], stem: str = "forecast_sampler_val") -> None:
     """Write the chosen setting into each forecaster folder's config.json as its sampler defaults."""
     row = result["rows"][result["chosen"]]
     for folder in folders:
@@ -138,7 +138,7 @@ def apply(result: dict, folders: list[str]) -> None:
         saved = json.loads(path.read_text())
         saved["config"].update(default_steps=row["steps"], strength=row["strength"], start_from=row["start_from"])
         saved["sampler_chosen_by"] = {"command": result["command"], "setting": result["chosen"],
-                                      "results": "benchmarks/results/forecast_sampler_val.md"}
+                                      "results": f"benchmarks/results/{stem}.md"}
         path.write_text(json.dumps(saved, indent=1) + "\n")
         print(f"sampler defaults of {folder}: {row['steps']} steps, strength {row['strength']}, start from "
               f"{row['start_from']}")
