@@ -39,10 +39,15 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SHARED = ROOT.parent / "shared" / "data"
 MODELS = ["tamms", "tamms-from-noise", "tamms-from-last-frame", "tamms-no-semantic", "tamms-no-text",
-          "tamms-base-control", "persistence", "linear-trend", "simvp", "convlstm", "change-trend"]
-# the shipped tamms weights with another sampler start: (weights, from_pretrained settings, steps)
-SAMPLER_VARIANTS = {"tamms-from-noise": ("tamms", {"strength": 1.0, "start_from": None}, 2),
-                    "tamms-from-last-frame": ("tamms", {"start_from": None}, None)}
+          "tamms-base-control", "tamms-trend", "tamms-trend-from-noise", "tamms-trend-from-noise-persistence-frame",
+          "persistence", "linear-trend", "simvp", "convlstm", "change-trend"]
+# shipped weights with another sampler start, or (the control of tamms-trend from noise) persistence's forecast in
+# place of change-trend's as its trend frame: (weights, from_pretrained settings, steps)
+FROM_NOISE = {"strength": 1.0, "start_from": None}
+SAMPLER_VARIANTS = {"tamms-from-noise": ("tamms", FROM_NOISE, 2),
+                    "tamms-from-last-frame": ("tamms", {"start_from": None}, None),
+                    "tamms-trend-from-noise": ("tamms-trend", FROM_NOISE, 2),
+                    "tamms-trend-from-noise-persistence-frame": ("tamms-trend", {**FROM_NOISE, "trend_from": "persistence"}, 2)}
 DETERMINISTIC = ["persistence", "linear-trend", "simvp", "convlstm", "change-trend"]
 
 
@@ -137,8 +142,11 @@ def sampler_of(name: str, steps: int | None) -> dict | None:
         return None
     weights, settings, variant_steps = SAMPLER_VARIANTS.get(name, (name, {}, None))
     model = forecast_model_from_pretrained(weights, **settings)
-    return {"steps": steps or variant_steps or getattr(model, "default_steps", None) or 20,
-            "strength": getattr(model, "strength", 1.0), "start": getattr(model, "start_name", "pure noise")}
+    out = {"steps": steps or variant_steps or getattr(model, "default_steps", None) or 20,
+           "strength": getattr(model, "strength", 1.0), "start": getattr(model, "start_name", "pure noise")}
+    if getattr(model, "trend", None) is not None:
+        out["trend"] = model.trend.name
+    return out
 
 
 def shipped_sampler() -> dict:
@@ -219,7 +227,9 @@ def markdown(result: dict) -> str:
              f"Change detector in TCS and future-change F1: **{result['detector']}**  ",
              f"Sampler: DDIM, mean of {result.get('samples', 1)} samples, seed {result['seed']}; per model: DDIM "
              "steps, strength (the share of the steps that runs), start: "
-             + "; ".join(f"{m} {v['steps']}, {v['strength']}, {v['start']}" for m, v in result.get("samplers", {}).items())
+             + "; ".join(f"{m} {v['steps']}, {v['strength']}, {v['start']}"
+                         + (f" (trend frame: {v['trend']})" if v.get("trend") else "")
+                         for m, v in result.get("samplers", {}).items())
              + "  ",
              "Test cases: " + ", ".join(f"{k}: {v}" for k, v in result["counts"].items()) + "  ",
              "future_change_F1: pooled over all pixels of all cases of a source (TP, FP, FN summed); "
