@@ -31,7 +31,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-MODELS = ["persistence", "tamms", "tamms-from-noise", "change-trend", "linear-trend", "simvp", "convlstm"]
+MODELS = ["persistence", "tamms", "tamms-from-noise", "tamms-trend", "tamms-trend-from-noise", "change-trend",
+          "linear-trend", "simvp", "convlstm"]
 METRICS = ("GSSIM", "PSNR", "SSIM")
 
 
