@@ -47,7 +47,8 @@ FROM_NOISE = {"strength": 1.0, "start_from": None}
 SAMPLER_VARIANTS = {"tamms-from-noise": ("tamms", FROM_NOISE, 2),
                     "tamms-from-last-frame": ("tamms", {"start_from": None}, None),
                     "tamms-trend-from-noise": ("tamms-trend", FROM_NOISE, 2),
-                    "tamms-trend-from-noise-persistence-frame": ("tamms-trend", {**FROM_NOISE, "trend_from": "persistence"}, 2)}
+                    "tamms-trend-from-noise-persistence-frame": ("tamms-trend",
+                                                                 {**FROM_NOISE, "trend_from": "persistence"}, 2)}
 DETERMINISTIC = ["persistence", "linear-trend", "simvp", "convlstm", "change-trend"]
 
 
@@ -288,7 +289,8 @@ def main(argv: list[str] | None = None) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     cases = synthetic_cases(args.pool, args.max_synthetic) + real_cases(args.data)
     detector = load_change_detector(args.detector)  # named: the forecasts are judged with a fixed detector
-    cross_check = load_change_detector("cva")  # TCS and F1 again with the classical detector: a result should not hinge on C
+    # TCS and F1 again with the classical detector: a result should not hinge on C
+    cross_check = load_change_detector("cva")
     threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
     result = {"command": threads + "python benchmarks/forecast_quality.py " + " ".join(argv or sys.argv[1:]),
               "samples": args.samples,

@@ -93,8 +93,8 @@ def main(argv: list[str] | None = None) -> None:
                 "seconds": round(time.time() - start, 1)}
 
     start = time.time()
-    result["rows"]["change-trend alone (the start forecast)"] = row(run_model("change-trend", cases, None, 0)[0],
-                                                                     run_model("change-trend", windows, None, 0)[0], start)
+    alone = [run_model("change-trend", some, None, 0)[0] for some in (cases, windows)]
+    result["rows"]["change-trend alone (the start forecast)"] = row(*alone, start)
     for key in keys:
         label, steps, strength, start_from, one_step = SETTINGS[key]
         start = time.time()
@@ -151,7 +151,8 @@ def markdown(r: dict) -> str:
              f"future-change F1 pooled over pixels, detector `{r['detector']}`. Rule: the "
              "highest F1 + GSSIM (fixed before these runs, after a first probe of strengths 0.25-0.75 on the same "
              "split with the previous change-trend).", ""]
-    series = [k[:-len("_above_persistence")] for k in next(iter(r["rows"].values())) if k.endswith("_above_persistence")]
+    first = next(iter(r["rows"].values()))
+    series = [k[:-len("_above_persistence")] for k in first if k.endswith("_above_persistence")]
     if series:
         lines += [f"Real columns (not in the rule): the {len(r['real_windows'])} earlier windows of the real series "
                   "(3 frames -> the next; the held-out last window is never used here), on which the forecasters "

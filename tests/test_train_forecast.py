@@ -515,7 +515,8 @@ def test_trend_frame_is_read_by_the_ecm_in_training_and_at_inference(tmp_path):
     folder = train_to_structural(recipe, tmp_path / "m")
     assert json.loads((folder / "config.json").read_text())["config"]["trend_from"] == "linear-trend"
     # the frame: the trend's forecast, dated at the target date (gap 0)
-    history, days, target_days = torch.rand(2, 3, 3, 16, 16), torch.tensor([[0.0, 30, 60]] * 2), torch.tensor([90.0] * 2)
+    history, days = torch.rand(2, 3, 3, 16, 16), torch.tensor([[0.0, 30, 60]] * 2)
+    target_days = torch.tensor([90.0] * 2)
     persistence = BUILTIN_FORECASTERS["persistence"]()
     with_frame, with_days = with_trend_frame(persistence, history, days, target_days)
     assert with_frame.shape == (2, 4, 3, 16, 16) and torch.equal(with_frame[:, -1], history[:, -1])

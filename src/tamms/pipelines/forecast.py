@@ -269,8 +269,8 @@ class SFCIForecastModel(ForecastModel):
         # sampler refines the start forecast at the date asked (chosen on the validation split, docs/forecast.md)
         self.any_gap = bool(self.start is not None and self.start.any_gap)
         if forecaster.cfg.trend_from and trend is None:
-            raise InputError(f"{name} was trained reading {forecaster.cfg.trend_from!r}'s forecast as a frame: give that "
-                             "forecaster (forecast_model_from_pretrained loads it from the weights' trend_from)")
+            raise InputError(f"{name} was trained reading {forecaster.cfg.trend_from!r}'s forecast as a frame: give "
+                             "that forecaster (forecast_model_from_pretrained loads it from the weights' trend_from)")
         self.trend = trend
         self.any_gap = self.any_gap or bool(trend is not None and trend.any_gap)
 
