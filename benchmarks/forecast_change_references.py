@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -70,8 +69,9 @@ def main(argv: list[str] | None = None) -> None:
         for label, scores in rows[name].items():
             print(f"{name:10s} {label:42s} F1 {scores['F1']:.4f} (per-case mean {scores['F1_per_case_mean']:.4f})")
 
-    threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
-    command = threads + "python benchmarks/forecast_change_references.py " + " ".join(argv or sys.argv[1:])
+    from tamms.utils import command_line
+
+    command = command_line("forecast_change_references.py", argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     lines = ["# Future-change F1: mask-level reference rows (synthetic test split)", "",
              f"Command: `{command.strip()}`. {len(cases)} test sequences (the cases of forecast_quality.py); truth: the "

@@ -26,7 +26,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -291,8 +290,9 @@ def main(argv: list[str] | None = None) -> None:
     detector = load_change_detector(args.detector)  # named: the forecasts are judged with a fixed detector
     # TCS and F1 again with the classical detector: a result should not hinge on C
     cross_check = load_change_detector("cva")
-    threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
-    result = {"command": threads + "python benchmarks/forecast_quality.py " + " ".join(argv or sys.argv[1:]),
+    from tamms.utils import command_line
+
+    result = {"command": command_line("forecast_quality.py", argv),
               "samples": args.samples,
               "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "detector": getattr(detector, "name", type(detector).__name__),

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -125,8 +124,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"no real series under {args.data}: give --data, the folder holding "
                          f"{', '.join(REAL_SERIES)}")
     models = ["persistence"] + [m for m in args.models.split(",") if m and m != "persistence"]
-    threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
-    result = {"command": threads + "python benchmarks/forecast_real_windows.py " + " ".join(argv or sys.argv[1:]),
+    from tamms.utils import command_line
+
+    result = {"command": command_line("forecast_real_windows.py", argv),
               "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "samples": args.samples,
               "seed": args.seed, "samplers": {}, "per_window": {}, "summary": {}}
     args.cache.mkdir(parents=True, exist_ok=True)

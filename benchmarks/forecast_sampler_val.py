@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -80,9 +79,9 @@ def main(argv: list[str] | None = None) -> None:
     cases = synthetic_cases(args.pool, args.n, split="val")
     windows = [c for c in real_cases(args.data, every_window=True) if not c.name.endswith("(held out)")]
     detector = load_detector("siamese")
-    threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
-    command = threads + "python benchmarks/forecast_sampler_val.py " + " ".join(argv or sys.argv[1:])
-    result = {"command": command.strip(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    from tamms.utils import command_line
+
+    result = {"command": command_line("forecast_sampler_val.py", argv), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "cases": len(cases), "split": "val", "detector": detector.name, "samples": args.samples,
               "weights": args.weights, "real_windows": [c.name for c in windows], "rows": {}}
     persistence = [c.sequence.rgb()[-1].astype("float32") for c in windows]

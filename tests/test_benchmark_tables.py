@@ -86,3 +86,12 @@ def test_write_results_writes_both_files_and_refuses_to_clobber(tmp_path):
         write_results(tmp_path / "results", "x", result, "# z", overwrite=False)
     assert not json_path.exists() and md_path.read_text() == "# y\n"
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["x.md"]  # no temporary file left behind
+
+
+def test_command_line_records_the_thread_count_and_arguments(monkeypatch):
+    from tamms.utils import command_line
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert command_line("x.py", ["--n", "4"]) == "OMP_NUM_THREADS=2 python benchmarks/x.py --n 4"
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert command_line("x.py", []) == "python benchmarks/x.py"  # no arguments, no trailing space

@@ -275,9 +275,9 @@ def load_train_config(source: str | os.PathLike | dict[str, Any], overrides: Seq
     data = read_mapping(source) if not isinstance(source, dict) else dict(source)
     if task is not None:
         data.setdefault("task", task)
-    data = apply_overrides(data, overrides)
-    # the user's --set wins over a stage's own setting of the same key (e.g. trainer.max_steps of a recipe stage)
     given = dict(parse_override(o) for o in overrides)
+    data = apply_overrides(data, given)
+    # the user's --set wins over a stage's own setting of the same key (e.g. trainer.max_steps of a recipe stage)
     for stage in data.get("stages") or []:
         if isinstance(stage, dict) and isinstance(stage.get("set"), dict):
             stage["set"] = {k: given.get(k, v) for k, v in stage["set"].items()}

@@ -42,6 +42,15 @@ def write_text_atomic(path: str | os.PathLike, text: str, overwrite: bool = Fals
     return Path(path)
 
 
+def command_line(script: str, argv: list[str] | None = None) -> str:
+    """How a benchmark script was run, for its results file: `OMP_NUM_THREADS=N python benchmarks/SCRIPT ARGS`
+    (the thread count when it was set; argv default: this process's arguments)."""
+    import sys
+
+    threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
+    return (f"{threads}python benchmarks/{script} " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
+
+
 def results_paths(folder: str | os.PathLike, stem: str, overwrite: bool = True) -> tuple[Path, Path]:
     """FOLDER/STEM.json and FOLDER/STEM.md, a benchmark's results; with overwrite=False an OutputExistsError when
     either exists (call it before a long run, so the refusal does not come after the work)."""

@@ -31,8 +31,7 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same forecast."),
         model: str = typer.Option("tamms", "--model", help="tamms, tamms-no-semantic, tamms-no-text, "
                                                            "tamms-base-control, tamms-trend, persistence, linear-trend, "
-                                                           "simvp, "
-                                                           "convlstm, change-trend, satjepa, satjepa-caption"),
+                                                           "simvp, convlstm, change-trend, satjepa, satjepa-caption"),
         weights: Optional[Path] = typer.Option(None, "--weights", help="Weights folder (default: the shipped ones)."),
         sampler: str = typer.Option("ddim", "--sampler", help="ddim | dpm (DPM-Solver++)."),
         strength: Optional[float] = typer.Option(None, "--strength", help="Diffusion models: 1 = start from pure "

@@ -337,10 +337,10 @@ def forecast_model_from_pretrained(name_or_folder: str | Path, name: str | None 
         start = None
         start_from = net.cfg.start_from if start_from == "default" else start_from
         trend_from = net.cfg.trend_from if trend_from == "default" else trend_from
-        trend = trend_forecaster(trend_from, net.cfg.channels, folder, "trend_from")
+        trend = deterministic_forecaster(trend_from, net.cfg.channels, folder, "trend_from")
         if start_from and (net.cfg.strength if strength is None else strength) < 1.0:
             same = trend is not None and str(start_from) == str(trend_from)
-            start = trend if same else trend_forecaster(start_from, net.cfg.channels, folder, "start_from")
+            start = trend if same else deterministic_forecaster(start_from, net.cfg.channels, folder, "start_from")
         return SFCIForecastModel(name, net, scheduler, strength, start=start, trend=trend)
     if isinstance(net, ChangeTrendForecaster):  # before SimVP: it is one, with other inputs
         from tamms.pipelines.detect import detector_from_pretrained
@@ -360,7 +360,7 @@ def forecast_model_from_pretrained(name_or_folder: str | Path, name: str | None 
     raise InputError(f"{folder} holds a {net.model_type} model, which does not forecast: give a forecaster's folder")
 
 
-def trend_forecaster(name_or_folder: str | Path | None, channels: int, folder: Path | str = "",
+def deterministic_forecaster(name_or_folder: str | Path | None, channels: int, folder: Path | str = "",
                      key: str = "trend_from") -> ForecastModel | None:
     """The deterministic forecaster a diffusion forecaster starts from or reads (`start_from`, `trend_from`)."""
     if not name_or_folder:

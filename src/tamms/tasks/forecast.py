@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from tamms.config import from_dict
 from tamms.errors import ConfigError, MissingWeightsError, OutputExistsError
-from tamms.pipelines.forecast import detected_changes, trend_forecaster, with_trend_frame
+from tamms.pipelines.forecast import detected_changes, deterministic_forecaster, with_trend_frame
 from tamms.tasks.base import TammsTask
 
 STAGES = ("unet", "structural", "semantic", "anneal")
@@ -179,7 +179,7 @@ class ForecastTask(TammsTask):
             self.describer = self._describer()
         self.trend = None  # frozen: its forecast is an input of the ECM, computed on the crop the U-Net sees
         if self.stage != "unet" and self.model.cfg.trend_from:
-            self.trend = trend_forecaster(self.model.cfg.trend_from, self.model.cfg.channels)
+            self.trend = deterministic_forecaster(self.model.cfg.trend_from, self.model.cfg.channels)
 
     # -- building / loading -------------------------------------------------------------------------------
     def _baseline(self):
