@@ -295,7 +295,8 @@ def test_change_trend_learns_real_series_from_the_detected_change_to_their_targe
     real_windows = [w for w in windows if sequences[w.seq].meta.get("hold_out_last")]
     assert len(real_windows) == 5 * 2  # 5 frames train (the 6th is held out): 2 windows of 3 -> next, 5 times
     items = [dm.datasets["train"][i] for i in range(len(windows))]
-    batch = collate_sits([it for it in items if "target_mask" not in it][:2] + [it for it in items if "target_mask" in it][:2])
+    without_mask = [it for it in items if "target_mask" not in it][:2]
+    batch = collate_sits(without_mask + [it for it in items if "target_mask" in it][:2])
     assert batch["target_mask"][0] is None and batch["target_mask"][2] is not None
     masks = task.future_change_masks(batch)  # [B, H, W]
     pairs = torch.stack([batch["image"][:2, -1], batch["target"][:2]], dim=1)

@@ -389,7 +389,8 @@ class SFCIForecaster(PretrainedModel):
         unet_dir = Path(cfg.unet) if Path(cfg.unet).is_absolute() else Path(folder) / cfg.unet
         if not (unet_dir / "config.json").is_file():
             raise MissingWeightsError(f"no U-Net in {unet_dir} (named by {Path(folder) / 'config.json'}): give the "
-                                      "U-Net folder there, or train one with `tamms train forecast --config src/tamms/configs/forecast.yaml --stage unet`")
+                                      "U-Net folder there, or train one with `tamms train forecast "
+                                      "--config src/tamms/configs/forecast.yaml --stage unet`")
         model = cls.from_config(cfg, load_unet(unet_dir))
         model.unet_folder = unet_dir.resolve()
         return model

@@ -560,7 +560,8 @@ class ForecastPipeline:
         bands = trajectory[-1].bands if trajectory else every_band(output).bands
         return replace(output, bands=bands, band_names=names, trajectory=trajectory)
 
-    def _conditioning(self, history: torch.Tensor, days: torch.Tensor) -> tuple[dict[str, torch.Tensor], list[str] | None]:
+    def _conditioning(self, history: torch.Tensor, days: torch.Tensor
+                      ) -> tuple[dict[str, torch.Tensor], list[str] | None]:
         if self.describer is None or not (self.model.uses_semantic or self.model.uses_text):
             if self.model.uses_semantic:
                 warnings.warn(f"{self.model.name}: no describer, so no semantic vector M_t or text guidance "
@@ -611,7 +612,8 @@ class ForecastPipeline:
                 raise DateError(f"forecast date {row[0]} is not after the last frame ({from_days(float(d[-1]))}): "
                                 "ask for a later date")
         # long horizons: intermediate dates, so each step covers at most an observed interval
-        plans = [rollout_days(float(d[-1]), list(to_days(row)), self.step_limit(d)) for (_, d), row in zip(hist, targets)]
+        plans = [rollout_days(float(d[-1]), list(to_days(row)), self.step_limit(d))
+                 for (_, d), row in zip(hist, targets)]
         if len({tuple(flags) for _, flags in plans}) > 1:  # different rollouts: one sequence at a time
             outs = [self(seq, [from_days(x) for x in to_days(row)], num_samples, num_inference_steps, seed, generator)
                     for seq, row in zip(seqs, targets)]
