@@ -12,6 +12,11 @@ persistence), the truth and each forecast, with its GSSIM.
 
     OMP_NUM_THREADS=1 python benchmarks/forecast_real_windows.py [--data DIR] [--models tamms,persistence,...]
                                                                  [--cache DIR --reuse MODEL,...]
+                                                                 [--weights LABEL=FOLDER[@noise] ... --out DIR]
+
+`--weights` adds rows for forecasters that are not shipped (a training run's folder, e.g. an experiment and its
+control): LABEL=FOLDER forecasts with the sampler saved in the folder, LABEL=FOLDER@noise from pure noise in 2
+steps. Give such runs their own `--out`, so the shipped models' table stays theirs.
 
 Writes benchmarks/results/forecast_real_windows.{json,md} (tables regenerated here, never edited by hand) and
 forecast_real_windows_<series>.png.
@@ -81,6 +86,21 @@ def grid(cases: list, predictions: dict[str, list[np.ndarray]], per_window: dict
                                "the truth", colors=256)
 
 
+def weights_rows(items: list[str], from_noise: dict) -> dict[str, tuple[str, dict, int | None]]:
+    """`--weights` items LABEL=FOLDER[@noise] -> {label: (folder, from_pretrained settings, steps)}: the folder's
+    saved sampler, or pure noise in 2 steps. A ValueError names a malformed item or a folder without a config."""
+    rows = {}
+    for item in items:
+        label, sep, rest = item.partition("=")
+        folder, noise, tail = rest.partition("@noise")
+        if not sep or not label or not folder or tail:
+            raise ValueError(f"--weights {item!r}: give LABEL=FOLDER or LABEL=FOLDER@noise")
+        if not (Path(folder) / "config.json").is_file():
+            raise ValueError(f"--weights {item!r}: {folder} holds no config.json; give a saved forecaster's folder")
+        rows[label] = (folder, from_noise, 2) if noise else (folder, {}, None)
+    return rows
+
+
 def markdown(r: dict) -> str:
     lines = ["# Real series, window by window (`benchmarks/forecast_real_windows.py`)", "",
              f"Command: `{r['command']}`  ", f"Date: {r['date']}. Each window: 3 dated frames -> the next frame; "
@@ -88,6 +108,9 @@ def markdown(r: dict) -> str:
              "Only the last window of each series is held out. tamms and change-trend trained on the earlier "
              "windows (`data.real`), so their earlier-window numbers are optimistic; persistence, linear trend, "
              "SimVP and ConvLSTM trained on the synthetic world only.", ""]
+    if r.get("weights"):
+        lines += ["Rows of forecasters that are not shipped (`--weights`; `@noise`: from pure noise, 2 steps): "
+                  + ", ".join(f"{k} = `{v}`" for k, v in r["weights"].items()) + ".", ""]
     for series, rows in r["summary"].items():
         lines += [f"## {series}", "",
                   "| model | GSSIM, held-out window | GSSIM, mean of earlier windows | PSNR, earlier | "
@@ -115,20 +138,30 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cache", type=Path, default=Path("/tmp/tamms-real-windows"),
                     help="folder keeping each model's predictions (npz) for --reuse")
     ap.add_argument("--reuse", default="", help="comma-separated models whose cached predictions are reused")
+    ap.add_argument("--weights", nargs="*", default=[], metavar="LABEL=FOLDER[@noise]",
+                    help="rows for forecaster folders that are not shipped (@noise: from pure noise, 2 steps)")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
-    from forecast_quality import REAL_SERIES, cached_run, real_cases, run_model, sampler_of
+    from forecast_quality import (FROM_NOISE, REAL_SERIES, SAMPLER_VARIANTS, cached_run, real_cases, run_model,
+                                  sampler_of)
+
+    try:
+        extra = weights_rows(args.weights, FROM_NOISE)
+    except ValueError as exc:
+        ap.error(str(exc))
+    SAMPLER_VARIANTS.update(extra)  # run_model and sampler_of read a row's folder and sampler there
 
     cases = real_cases(args.data, every_window=True)
     if not cases:
         raise SystemExit(f"no real series under {args.data}: give --data, the folder holding "
                          f"{', '.join(REAL_SERIES)}")
-    models = ["persistence"] + [m for m in args.models.split(",") if m and m != "persistence"]
+    models = ["persistence"] + [m for m in args.models.split(",") if m and m != "persistence"] + list(extra)
     from tamms.utils import command_line
 
     result = {"command": command_line("forecast_real_windows.py", argv),
               "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "samples": args.samples,
-              "seed": args.seed, "samplers": {}, "per_window": {}, "summary": {}}
+              "seed": args.seed, "samplers": {}, "weights": {k: v[0] for k, v in extra.items()},
+              "per_window": {}, "summary": {}}
     args.cache.mkdir(parents=True, exist_ok=True)
     reuse = {m for m in args.reuse.split(",") if m}
     predictions = {}

@@ -71,3 +71,22 @@ def test_sampler_choice_reports_the_earlier_real_windows(tmp_path):
                       "real_windows": [c.name for c in windows], "rows": rows, "chosen": "noise"})
     assert "| landsat_pucallpa_a GSSIM | landsat_pucallpa_a above persistence |" in table
     assert "| noise **(chosen)** | 0.4000 | 0.7000 | 24.0000 | 0.3000 | 1.0000 (" in table and "| 2 of 2 | 1 |" in table
+
+
+def test_rows_for_folders_that_are_not_shipped(tmp_path):
+    """`--weights LABEL=FOLDER[@noise]`: a training run's folder as a row, with its own sampler or from noise."""
+    import pytest
+
+    from forecast_real_windows import markdown, weights_rows
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("{}")
+    noise = {"strength": 1.0, "start_from": None}
+    rows = weights_rows([f"exp={tmp_path / 'run'}", f"exp-noise={tmp_path / 'run'}@noise"], noise)
+    assert rows == {"exp": (str(tmp_path / "run"), {}, None), "exp-noise": (str(tmp_path / "run"), noise, 2)}
+    for bad in ("exp", "=x", f"exp={tmp_path / 'run'}@noisy", f"exp={tmp_path}"):
+        with pytest.raises(ValueError, match="--weights"):
+            weights_rows([bad], noise)
+    table = markdown({"command": "c", "date": "d", "samples": 1, "summary": {}, "per_window": {"persistence": {}},
+                      "weights": {"exp": "runs/exp"}})
+    assert "exp = `runs/exp`" in table
