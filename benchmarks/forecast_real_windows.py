@@ -109,8 +109,11 @@ def markdown(r: dict) -> str:
              "windows (`data.real`), so their earlier-window numbers are optimistic; persistence, linear trend, "
              "SimVP and ConvLSTM trained on the synthetic world only.", ""]
     if r.get("weights"):
-        lines += ["Rows of forecasters that are not shipped (`--weights`; `@noise`: from pure noise, 2 steps): "
-                  + ", ".join(f"{k} = `{v}`" for k, v in r["weights"].items()) + ".", ""]
+        samplers = r.get("samplers", {})
+        lines += ["Rows of forecasters that are not shipped (`--weights`), each with the sampler it ran: "
+                  + ", ".join(f"{k} = `{v}`" + (f" ({samplers[k]['steps']} steps, strength {samplers[k]['strength']}, "
+                                                f"start {samplers[k]['start']})" if k in samplers else "")
+                              for k, v in r["weights"].items()) + ".", ""]
     for series, rows in r["summary"].items():
         lines += [f"## {series}", "",
                   "| model | GSSIM, held-out window | GSSIM, mean of earlier windows | PSNR, earlier | "

@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     detector = load_detector("siamese")
     from tamms.utils import command_line
 
-    result = {"command": command_line("forecast_sampler_val.py", argv), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    result = {"command": command_line("forecast_sampler_val.py", argv),
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "cases": len(cases), "split": "val", "detector": detector.name, "samples": args.samples,
               "weights": args.weights, "real_windows": [c.name for c in windows], "rows": {}}
     persistence = [c.sequence.rgb()[-1].astype("float32") for c in windows]

@@ -88,5 +88,6 @@ def test_rows_for_folders_that_are_not_shipped(tmp_path):
         with pytest.raises(ValueError, match="--weights"):
             weights_rows([bad], noise)
     table = markdown({"command": "c", "date": "d", "samples": 1, "summary": {}, "per_window": {"persistence": {}},
-                      "weights": {"exp": "runs/exp"}})
-    assert "exp = `runs/exp`" in table
+                      "weights": {"exp": "runs/exp"},
+                      "samplers": {"exp": {"steps": 2, "strength": 1.0, "start": "pure noise"}}})
+    assert "exp = `runs/exp` (2 steps, strength 1.0, start pure noise)" in table
