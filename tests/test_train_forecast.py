@@ -396,6 +396,33 @@ def test_stage_freezing_is_exact(stage, structural_folder):
     assert f.ecm.structural_only == (stage != "semantic")
 
 
+def test_decoder_only_unet_stage_keeps_the_encoder_features(structural_folder):
+    """options.unet_trainable=decoder: a training step moves the decoder only, so every encoder feature an ECM
+    reads is the same number before and after, and the ECM trained on this U-Net still applies."""
+    from tamms.models.unet import encode_unet
+
+    task = _task("unet", structural_folder.parent / "unet", unet_trainable="decoder")
+    f = task.model
+    names = {id(p): n for n, p in f.named_parameters()}
+    trained = {names[id(p)] for p in f.parameters() if p.requires_grad}
+    assert trained and all(n.startswith(("unet.up_blocks", "unet.conv_norm_out", "unet.conv_out")) for n in trained)
+    x, t = torch.rand(2, 3, 16, 16) * 2 - 1, torch.tensor([5, 500])
+    before_res, before_mid, _, _ = encode_unet(f.unet, x, t, f.null_text(2, "cpu"))
+    before_out = f.unet(x, t, f.null_text(2, "cpu")).sample
+    opt = torch.optim.SGD([p for p in f.parameters() if p.requires_grad], lr=0.5)
+    task._unet_terms(torch.rand(4, 3, 16, 16))["loss"].backward()
+    opt.step()
+    with torch.no_grad():
+        res, mid, _, _ = encode_unet(f.unet, x, t, f.null_text(2, "cpu"))
+        assert all(torch.equal(a, b) for a, b in zip(res, before_res)) and torch.equal(mid, before_mid)
+        assert not torch.allclose(f.unet(x, t, f.null_text(2, "cpu")).sample, before_out)
+    f.ecm.structural_only = False  # as a stage-3 ECM: fine-tuning its U-Net leaves its semantic path on
+    configure_stage(f, "unet", "decoder")
+    assert not f.ecm.structural_only
+    with pytest.raises(ConfigError, match="unet_trainable"):
+        _task("unet", structural_folder.parent / "unet", unet_trainable="encoder")
+
+
 def test_l1_term_adds_to_the_loss(structural_folder):
     from tamms.models.forecaster import SFCIForecaster
 

@@ -81,6 +81,12 @@ def count_parameters(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def decoder_parameters(unet) -> list[torch.nn.Parameter]:
+    """The parameters after the mid block (up blocks, output norm and conv): training only these leaves every
+    encoder feature, which an ECM reads, exactly as it was."""
+    return [p for m in (unet.up_blocks, unet.conv_norm_out, unet.conv_out) if m is not None for p in m.parameters()]
+
+
 def residual_channels(unet) -> tuple[list[int], int]:
     """Channels of each `down_block_res_samples` entry (in order) and of the mid block output."""
     cfg = unet.config

@@ -72,10 +72,15 @@ class ForecastOptions:
     # parameter by about lr per step, so they may need a larger rate than the rest to open
     gate_lr_scale: float = 1.0
     describer: str = "describer"  # folder (or shipped name) of the frozen describer giving M_t and text
+    # stage unet: train the whole U-Net, or only its decoder ("decoder": the encoder features an ECM trained on
+    # this U-Net reads stay exactly the same, so that ECM still applies to the fine-tuned U-Net)
+    unet_trainable: str = "all"
 
     def __post_init__(self) -> None:
         if self.stage is not None and self.stage not in STAGES:
             raise ConfigError(f"options.stage {self.stage!r} is not one of {list(STAGES)}")
+        if self.unet_trainable not in ("all", "decoder"):
+            raise ConfigError(f"options.unet_trainable {self.unet_trainable!r}: give all or decoder")
 
 
 # --- diffusion helpers ---------------------------------------------------------------------------------
@@ -101,13 +106,18 @@ def to_model_space(x: torch.Tensor) -> torch.Tensor:
     return x * 2 - 1
 
 
-def configure_stage(forecaster, stage: str) -> None:
-    """Freeze everything but the stage's parameter set (the U-Net trains only in stage unet)."""
+def configure_stage(forecaster, stage: str, unet_trainable: str = "all") -> None:
+    """Freeze everything but the stage's parameter set (the U-Net trains only in stage unet: all of it, or with
+    unet_trainable "decoder" only what follows its mid block)."""
+    from tamms.models.unet import decoder_parameters
+
     forecaster.requires_grad_(False)
     ecm = forecaster.ecm
-    ecm.structural_only = stage in ("unet", "structural")
+    if stage != "unet":  # a U-Net fine-tuned under a trained ECM keeps that ECM's paths as they were
+        ecm.structural_only = stage == "structural"
     if stage == "unet":
-        trainable = list(forecaster.unet.parameters())
+        unet = forecaster.unet
+        trainable = decoder_parameters(unet) if unet_trainable == "decoder" else list(unet.parameters())
     else:
         trainable = ecm.structural_parameters() if stage == "structural" else ecm.semantic_parameters()
     for p in trainable:
@@ -171,7 +181,7 @@ class ForecastTask(TammsTask):
             raise ConfigError(f"set options.stage to one of {list(STAGES)} (the recipe's stages set it)")
         self.stage = self.options.stage
         self.model = self._forecaster().train()  # loaded models come in eval mode; Lightning keeps module modes
-        configure_stage(self.model, self.stage)
+        configure_stage(self.model, self.stage, self.options.unet_trainable)
         self.noise_scheduler = make_train_scheduler(self.model.cfg.num_train_timesteps, self.model.cfg.beta_schedule,
                                                     self.model.cfg.prediction_type)
         ecm = self.model.ecm.cfg
@@ -228,6 +238,7 @@ class ForecastTask(TammsTask):
                                     "default_steps": mc.default_steps, "strength": mc.strength,
                                     "start_from": mc.start_from, "trend_from": mc.trend_from})
         model = SFCIForecaster.from_config(cfg, unet)
+        model.ecm.structural_only = True  # a fresh ECM: stage structural trains its structural path first
         if folder is not None:
             model.unet_folder = (folder / "unet" if (folder / "unet" / "config.json").is_file() else folder).resolve()
         return model
