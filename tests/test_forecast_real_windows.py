@@ -91,3 +91,33 @@ def test_rows_for_folders_that_are_not_shipped(tmp_path):
                       "weights": {"exp": "runs/exp"},
                       "samplers": {"exp": {"steps": 2, "strength": 1.0, "start": "pure noise"}}})
     assert "exp = `runs/exp` (2 steps, strength 1.0, start pure noise)" in table
+
+
+def test_blend_weight_is_chosen_on_the_earlier_windows_only(tmp_path):
+    """forecast_real_limits.blend_rows: lam comes from the earlier windows; the held-out window's own best lam is
+    reported apart, as a ceiling."""
+    from forecast_quality import real_cases
+    from forecast_real_limits import LAMS, blend_rows, markdown
+
+    from tamms.data.synthetic import SyntheticWorldConfig, generate_sequence
+    from tamms.data.writers import save_sequence
+
+    scene = generate_sequence(3, SyntheticWorldConfig(size=24, frames=6), seed=1)
+    save_sequence(replace(scene, change_masks=None, landcover=None), tmp_path / "landsat_pucallpa_a")
+    cases = real_cases(tmp_path, every_window=True)
+    last = [c.sequence.rgb()[-1].astype(np.float32) for c in cases]
+    # the forecast is the truth on the earlier windows and the last frame on the held-out one: the earlier windows
+    # choose lam 0 (the forecast alone), so the held-out score at it is persistence's
+    forecast = [c.target if not c.name.endswith("(held out)") else l for c, l in zip(cases, last)]
+
+    def gssim(pred, target):
+        return float(1.0 - np.abs(pred - target).mean())  # any score that is highest for the truth
+
+    rows = blend_rows(cases, forecast, gssim)["landsat_pucallpa_a"]
+    assert rows["chosen_lam"] == 0.0 and set(rows["per_lam"]) == {str(x) for x in LAMS}
+    assert rows["held_out_at_chosen"] == round(gssim(last[-1], cases[-1].target), 4)
+    assert rows["held_out_at_test_best"] == rows["held_out_at_chosen"]  # every lam gives the last frame there
+    prior = {"persistence": {"landsat_pucallpa_a": {"held_out": 0.5, "earlier_mean": 0.4}}}
+    table = markdown({"command": "c", "date": "d", "series": ["landsat_pucallpa_a"], "prior": prior,
+                      "blend": {"m": {"landsat_pucallpa_a": rows}}})
+    assert "| landsat_pucallpa_a | m |" in table and "| 0.0 |" in table
