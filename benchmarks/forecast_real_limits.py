@@ -76,7 +76,8 @@ def blend_rows(cases: list, forecast: list[np.ndarray], gssim) -> dict[str, dict
 
 def markdown(r: dict) -> str:
     lines = ["# Why no forecaster beats persistence on the held-out Landsat window "
-             "(`benchmarks/forecast_real_limits.py`)", "", f"Command: `{r['command']}`  ", f"Date: {r['date']}. Each window: 3 dated frames -> the next frame; "
+             "(`benchmarks/forecast_real_limits.py`)", "", f"Command: `{r['command']}`  ",
+             f"Date: {r['date']}. Each window: 3 dated frames -> the next frame; "
              "GSSIM against the next frame. Only the last window of each series is held out.", "",
              f"## 1. The image prior: the U-Net alone from the last frame (strength {PRIOR_STRENGTH} of {PRIOR_STEPS} "
              "DDIM steps, one sample, null text)", "",
