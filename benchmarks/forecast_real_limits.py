@@ -43,6 +43,7 @@ def image_prior_forecasts(folder: str, cases: list, seed: int = 0) -> list[np.nd
 
     pipe = ForecastPipeline.from_pretrained(folder, strength=PRIOR_STRENGTH, start_from=None)
     forecaster = pipe.model.model
+    forecaster.ecm.structural_only = True  # null text: the text adapter is the ECM's, not the image model's
     with_control = forecaster.forward
     # the sampler calls forecaster(...); control=False runs the plain U-Net (SFCIForecaster.forward)
     forecaster.forward = lambda *args, **kwargs: with_control(*args, **{**kwargs, "control": False})
