@@ -576,3 +576,19 @@ def test_trend_frame_is_read_by_the_ecm_in_training_and_at_inference(tmp_path):
 
     with pytest.raises(InputError, match="linear-trend"):
         SFCIForecastModel("m", model.model)
+
+
+def test_decoder_fine_tune_under_a_trained_ecm_writes_a_forecaster(structural_folder, tmp_path):
+    """`--stage unet --set init_from=<ECM folder> --set options.unet_trainable=decoder`: the folder written holds
+    that ECM unchanged beside the fine-tuned U-Net, whose encoder is the old one, and loads as a forecaster."""
+    from tamms.models.forecaster import SFCIForecaster
+
+    out = train(load_train_config(tiny_recipe(steps=2), [f"init_from={structural_folder}",
+                                                           "options.unet_trainable=decoder"]),
+                out=tmp_path / "ft", stage="unet")
+    assert not changed(ecm_state(structural_folder), ecm_state(out))
+    before, after = SFCIForecaster.from_pretrained(structural_folder), SFCIForecaster.from_pretrained(out)
+    assert after.unet_folder != before.unet_folder and after.ecm.structural_only == before.ecm.structural_only
+    old, new = before.unet.state_dict(), after.unet.state_dict()
+    moved = changed(old, new)
+    assert moved and all(k.startswith(("up_blocks", "conv_norm_out", "conv_out")) for k in moved)
