@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     from forecast_quality import real_cases
-    from forecast_real_windows import scores
+    from forecast_real_windows import cache_path, scores
 
     from tamms.utils import command_line, write_results
 
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"no real series under {args.data}: give --data, the folder holding them")
     cached = {}
     for model in [m for m in args.blend.split(",") if m]:
-        path = args.cache / f"{model}_k{args.samples}_seed0_n{len(cases)}.npz"
+        path = cache_path(args.cache, model, args.samples, 0, len(cases))
         if not path.is_file():
             raise SystemExit(f"no cached forecasts of {model} at {path}: run benchmarks/forecast_real_windows.py "
                              f"--cache {args.cache} --models {model} first, or give --cache")

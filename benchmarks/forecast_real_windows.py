@@ -86,6 +86,11 @@ def grid(cases: list, predictions: dict[str, list[np.ndarray]], per_window: dict
                                "the truth", colors=256)
 
 
+def cache_path(cache: Path, model: str, samples: int, seed: int, cases: int) -> Path:
+    """Where a model's predictions of the windows are kept (`--cache`, reused with `--reuse`)."""
+    return Path(cache) / f"{model}_k{samples}_seed{seed}_n{cases}.npz"
+
+
 def weights_rows(items: list[str], from_noise: dict) -> dict[str, tuple[str, dict, int | None]]:
     """`--weights` items LABEL=FOLDER[@noise] -> {label: (folder, from_pretrained settings, steps)}: the folder's
     saved sampler, or pure noise in 2 steps. A ValueError names a malformed item or a folder without a config."""
@@ -169,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     reuse = {m for m in args.reuse.split(",") if m}
     predictions = {}
     for model in models:
-        preds, secs = cached_run(args.cache / f"{model}_k{args.samples}_seed{args.seed}_n{len(cases)}.npz",
+        preds, secs = cached_run(cache_path(args.cache, model, args.samples, args.seed, len(cases)),
                                  model in reuse, lambda: run_model(model, cases, None, args.seed, args.samples))
         predictions[model] = preds
         result["per_window"][model] = {c.name: {k: round(v, 4) for k, v in scores(p, c.target).items()}

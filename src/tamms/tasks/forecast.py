@@ -113,12 +113,11 @@ def configure_stage(forecaster, stage: str, unet_trainable: str = "all") -> None
 
     forecaster.requires_grad_(False)
     ecm = forecaster.ecm
-    if stage != "unet":  # a U-Net fine-tuned under a trained ECM keeps that ECM's paths as they were
-        ecm.structural_only = stage == "structural"
-    if stage == "unet":
+    if stage == "unet":  # a U-Net fine-tuned under a trained ECM keeps that ECM's paths as they were
         unet = forecaster.unet
         trainable = decoder_parameters(unet) if unet_trainable == "decoder" else list(unet.parameters())
     else:
+        ecm.structural_only = stage == "structural"
         trainable = ecm.structural_parameters() if stage == "structural" else ecm.semantic_parameters()
     for p in trainable:
         p.requires_grad_(True)
