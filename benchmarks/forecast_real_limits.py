@@ -103,21 +103,17 @@ def markdown(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from forecast_real_windows import analysis_arguments, cached_forecasts, scores
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data",
-                    help="folder of the real series (naip_nd_a, landsat_pucallpa_a)")
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/tamms-real-windows"),
-                    help="the --cache folder of forecast_real_windows.py, holding its predictions")
+    analysis_arguments(ap)
     ap.add_argument("--blend", default="tamms,tamms-trend,change-trend,convlstm",
                     help="comma-separated models of that cache to blend with the last frame")
     ap.add_argument("--unets", nargs="*", default=["tamms=tamms"], metavar="LABEL=FOLDER",
                     help="forecasters (shipped name or folder) whose U-Net alone is scored")
-    ap.add_argument("--samples", type=int, default=4, help="the --samples of the cached forecasts")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     from forecast_quality import real_cases
-    from forecast_real_windows import cache_path, scores
 
     from tamms.utils import command_line, write_results
 
@@ -130,14 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     cases = real_cases(args.data, every_window=True)
     if not cases:
         raise SystemExit(f"no real series under {args.data}: give --data, the folder holding them")
-    cached = {}
-    for model in [m for m in args.blend.split(",") if m]:
-        path = cache_path(args.cache, model, args.samples, 0, len(cases))
-        if not path.is_file():
-            raise SystemExit(f"no cached forecasts of {model} at {path}: run benchmarks/forecast_real_windows.py "
-                             f"--cache {args.cache} --models {model} first, or give --cache")
-        with np.load(path) as z:
-            cached[model] = [z[f"p{i}"] for i in range(len(cases))]
+    cached = cached_forecasts(args.cache, [m for m in args.blend.split(",") if m], args.samples, len(cases))
 
     def gssim(pred, target):
         return scores(pred, target)["GSSIM"]

@@ -91,6 +91,30 @@ def cache_path(cache: Path, model: str, samples: int, seed: int, cases: int) -> 
     return Path(cache) / f"{model}_k{samples}_seed{seed}_n{cases}.npz"
 
 
+def cached_forecasts(cache: Path, models: list[str], samples: int, cases: int) -> dict[str, list[np.ndarray]]:
+    """Each model's cached predictions of the windows (seed 0), for scripts that analyse them; a missing cache
+    stops with the command that writes it."""
+    out = {}
+    for model in models:
+        path = cache_path(cache, model, samples, 0, cases)
+        if not path.is_file():
+            raise SystemExit(f"no cached forecasts of {model} at {path}: run benchmarks/forecast_real_windows.py "
+                             f"--cache {cache} --models {model} first, or give --cache")
+        with np.load(path) as z:
+            out[model] = [z[f"p{i}"] for i in range(cases)]
+    return out
+
+
+def analysis_arguments(ap: argparse.ArgumentParser) -> None:
+    """--data, --cache, --samples and --out of the scripts that analyse this script's cached forecasts."""
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data",
+                    help="folder of the real series (naip_nd_a, landsat_pucallpa_a)")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/tamms-real-windows"),
+                    help="the --cache folder of forecast_real_windows.py, holding its predictions")
+    ap.add_argument("--samples", type=int, default=4, help="the --samples of the cached forecasts")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+
+
 def weights_rows(items: list[str], from_noise: dict) -> dict[str, tuple[str, dict, int | None]]:
     """`--weights` items LABEL=FOLDER[@noise] -> {label: (folder, from_pretrained settings, steps)}: the folder's
     saved sampler, or pure noise in 2 steps. A ValueError names a malformed item or a folder without a config."""

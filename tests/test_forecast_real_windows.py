@@ -121,3 +121,58 @@ def test_blend_weight_is_chosen_on_the_earlier_windows_only(tmp_path):
     table = markdown({"command": "c", "date": "d", "series": ["landsat_pucallpa_a"], "prior": prior,
                       "blend": {"m": {"landsat_pucallpa_a": rows}}})
     assert "| landsat_pucallpa_a | m |" in table and "| 0.0 |" in table
+
+
+def test_location_probe_scores_the_oracle_location_and_its_degradations(tmp_path):
+    """forecast_real_location: a forecast may change only the chosen share of pixels; the true location is
+    ranked perfectly (AUC 1) and its noisy versions less well; a fill with the truth at the true location beats
+    persistence, the same fill at the models' locations is scored apart."""
+    from forecast_quality import real_cases
+    import pytest
+    from forecast_real_location import (NOISE_LEVELS, auc, degraded_location, fill, learned_locations,
+                                        locations_grid, markdown, series_summary, top_share, window_rows)
+
+    from tamms.data.synthetic import SyntheticWorldConfig, generate_sequence
+    from tamms.data.writers import save_sequence
+
+    score = np.arange(100, dtype=np.float32).reshape(10, 10)
+    mask = top_share(score, 0.2)
+    assert mask.sum() == 20 and mask.ravel()[80:].all()  # exactly the share, the highest scores
+    last, content = np.zeros((3, 10, 10), np.float32), np.ones((3, 10, 10), np.float32)
+    assert (fill(last, content, mask)[:, mask] == 1).all() and (fill(last, content, mask)[:, ~mask] == 0).all()
+    aucs = []
+    for level in (0.0, 0.5, 4.0):
+        change = np.random.default_rng(0).random((32, 32))
+        aucs.append(auc(degraded_location(change, level, np.random.default_rng(1)), top_share(change, 0.2)))
+    assert aucs[0] == pytest.approx(1.0) and aucs[0] > aucs[1] > aucs[2]  # more noise, a worse location
+    # the learned location: a feature that marks the location in the training windows is found again in another
+    rng = np.random.default_rng(2)
+    truths = [rng.random((16, 16)) > 0.8 for _ in range(3)]
+    features = [np.stack([t.ravel() + 0.3 * rng.standard_normal(256), rng.standard_normal(256)], 1).astype(np.float32)
+                for t in truths]
+    learned = learned_locations(features, truths, [[1, 2], [0, 2], [0, 1]], steps=60)
+    assert all(auc(s, t) > 0.9 for s, t in zip(learned, truths))
+
+    scene = generate_sequence(3, SyntheticWorldConfig(size=24, frames=6), seed=1)
+    save_sequence(replace(scene, change_masks=None, landcover=None), tmp_path / "landsat_pucallpa_a")
+    cases = real_cases(tmp_path, every_window=True)
+
+    def gssim(pred, target):
+        return float(1.0 - np.abs(pred - target).mean())  # any score that is highest for the truth
+
+    per_window = {}
+    for i, c in enumerate(cases):
+        last = c.sequence.rgb()[-1].astype(np.float32)
+        rows = window_rows(c, {"tamms": c.target, "change-trend": last},
+                           {"zeros": np.zeros(last.shape[1:])}, 0.2, gssim, seed=i)
+        assert set(rows["needed_auc"]) == {str(x) for x in NOISE_LEVELS} and rows["needed_auc"]["0.0"] == pytest.approx(1.0)
+        if np.abs(c.target - last).max() > 0:  # the truth at the true location beats the last frame
+            assert rows["oracle"]["tamms forecast"] > rows["persistence"]["last frame"]
+        # a fill that is the last frame scores as persistence
+        assert rows["oracle"]["change-trend forecast"] == rows["persistence"]["last frame"]
+        per_window[c.name] = rows
+    summary = series_summary(cases, per_window)
+    located = {"zeros": [np.zeros(c.target.shape[1:]) for c in cases]}
+    assert locations_grid(cases, "landsat_pucallpa_a", per_window, located, 0.2).startswith(b"\x89PNG")
+    table = markdown({"command": "c", "date": "d", "share": 0.2, "summary": summary})
+    assert "| tamms forecast |" in table and "| noise 0.5 |" in table and "ORACLE" in table
