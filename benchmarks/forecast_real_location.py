@@ -10,17 +10,19 @@ asks whether the missing piece is *what* the changed land looks like or *where* 
    next frame differs most from the last one, filled with the tamms forecast, with change-trend's, or with no
    model at all, the last frame blurred (Gaussian, sigma 3 px). If the blur scores as well as a forecast there,
    the gain comes from the location, not from the forecast's content.
-2. The location the models can see: three per-pixel scores computed from what a user has (the frames and
+2. The location the models can see: four per-pixel scores computed from what a user has (the frames and
    dates): change-trend's probability that the pixel changes by the target date, how far the tamms forecast
    departs from the last frame, how much the pixel changed across the history (smoothed, sigma 4 px), and a
-   location learned from the real windows: a per-pixel classifier (MLP on 21 features: these three and more,
+   location learned from the real windows: a per-pixel classifier (MLP on 19 features: these three and more,
    `location_features`) trained to find the true location on the earlier windows of both series, each window
-   scored by one trained without it (the held-out windows by one trained on all earlier windows). Each is ranked
+   scored by one trained without it (the held-out windows by one trained on all earlier windows; an earlier window
+   by one trained on the others, later ones included, so its rows are optimistic). Each is ranked
    against the true location (ROC AUC, torchmetrics' binary_auroc), and its top share is filled with the tamms
    forecast.
 3. How good a location must be: the true location's ranks plus spatially smooth noise (sigma 4 px) of growing
    size, so the location degrades as a blob-shaped prediction would; each level's AUC and the GSSIM of its top
-   share filled with the blurred last frame and with the tamms forecast. The AUC at which the fill crosses persistence is what a location predictor would need.
+   share filled with the blurred last frame and with the tamms forecast. The AUC at which the fill crosses
+   persistence is what a location predictor would need.
 
 The tamms and change-trend forecasts are the cached predictions of benchmarks/forecast_real_windows.py (the mean
 of 4 samples, seed 0), read from its --cache folder.
@@ -118,7 +120,7 @@ def change_trend_probability(cases: list) -> list[np.ndarray]:
 
 
 def location_features(history: np.ndarray, tamms_forecast: np.ndarray, probability: np.ndarray) -> np.ndarray:
-    """Per-pixel inputs of the learned location [H*W, 21], from what a user has: the change between each pair of
+    """Per-pixel inputs of the learned location [H*W, 19], from what a user has: the change between each pair of
     history frames [T, C, H, W] (as is, smoothed at 2 and 8 px), the last frame's bands, its brightness smoothed
     at 4 and 16 px and local contrast (3 px), how far the tamms forecast departs from the last frame (as is and
     smoothed), change-trend's change probability (as is and smoothed)."""

@@ -127,10 +127,11 @@ def test_location_probe_scores_the_oracle_location_and_its_degradations(tmp_path
     """forecast_real_location: a forecast may change only the chosen share of pixels; the true location is
     ranked perfectly (AUC 1) and its noisy versions less well; a fill with the truth at the true location beats
     persistence, the same fill at the models' locations is scored apart."""
-    from forecast_quality import real_cases
     import pytest
+    from forecast_quality import real_cases
     from forecast_real_location import (NOISE_LEVELS, auc, degraded_location, fill, learned_locations,
-                                        locations_grid, markdown, series_summary, top_share, window_rows)
+                                        location_features, locations_grid, markdown, series_summary, top_share,
+                                        window_rows)
 
     from tamms.data.synthetic import SyntheticWorldConfig, generate_sequence
     from tamms.data.writers import save_sequence
@@ -165,12 +166,16 @@ def test_location_probe_scores_the_oracle_location_and_its_degradations(tmp_path
         last = c.sequence.rgb()[-1].astype(np.float32)
         rows = window_rows(c, {"tamms": c.target, "change-trend": last},
                            {"zeros": np.zeros(last.shape[1:])}, 0.2, gssim, seed=i)
-        assert set(rows["needed_auc"]) == {str(x) for x in NOISE_LEVELS} and rows["needed_auc"]["0.0"] == pytest.approx(1.0)
+        assert set(rows["needed_auc"]) == {str(x) for x in NOISE_LEVELS}
+        assert rows["needed_auc"]["0.0"] == pytest.approx(1.0)
         if np.abs(c.target - last).max() > 0:  # the truth at the true location beats the last frame
             assert rows["oracle"]["tamms forecast"] > rows["persistence"]["last frame"]
         # a fill that is the last frame scores as persistence
         assert rows["oracle"]["change-trend forecast"] == rows["persistence"]["last frame"]
         per_window[c.name] = rows
+    history = cases[0].sequence.rgb().astype(np.float32)
+    features = location_features(history, history[-1], np.zeros(history.shape[-2:]))
+    assert features.shape == (history.shape[-2] * history.shape[-1], 19) and np.isfinite(features).all()
     summary = series_summary(cases, per_window)
     located = {"zeros": [np.zeros(c.target.shape[1:]) for c in cases]}
     assert locations_grid(cases, "landsat_pucallpa_a", per_window, located, 0.2).startswith(b"\x89PNG")
