@@ -343,6 +343,10 @@ def test_cli_forecast_on_synthetic_folder(tmp_path):
     with pytest.raises(SystemExit):
         main(["forecast", str(folders[0]), "--date", "2000-01-01", "--out", str(tmp_path / "q.tif"),
               "--model", "persistence"])
+    with pytest.raises(SystemExit) as exit_info:  # a misspelt model: one line naming the choices, nothing written
+        main(["forecast", str(folders[0]), "--date", "2030-01-01", "--out", str(tmp_path / "r.tif"),
+              "--model", "persistance"])
+    assert exit_info.value.code == 2 and not (tmp_path / "r.tif").exists()
 
 
 def test_cli_start_from_chooses_the_sampler_start(tmp_path):

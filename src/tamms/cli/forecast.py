@@ -56,6 +56,11 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
                 raise OutputExistsError(f"{p} already exists: choose another --out or pass --overwrite")
         if out.suffix.lower() not in (".tif", ".tiff"):
             raise InputError(f"--out {out} must end in .tif or .tiff (a GeoTIFF is written)")
+        from tamms.registry import FORECAST_MODELS
+
+        if weights is None and model not in FORECAST_MODELS and not Path(model).is_dir():
+            raise InputError(f"--model {model!r} is not a forecaster here: choose one of "
+                             f"{', '.join(sorted(FORECAST_MODELS))}, or give a weights folder with --weights")
 
         import numpy as np
 
