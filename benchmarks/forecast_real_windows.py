@@ -8,7 +8,8 @@ optimistic; persistence, linear trend, SimVP and ConvLSTM trained on the synthet
 per series and model, the GSSIM of the held-out window, the mean GSSIM over the earlier windows, and in how many
 windows (of all) the model is above persistence. Diffusion models: the mean of `--samples` samples, each model's
 own sampler (as forecast_quality.py). One picture per series shows every window: its last history frame (=
-persistence), the truth and each forecast, with its GSSIM.
+persistence), the truth and each forecast, with its GSSIM. The held-out window is also scored on its 2 x 2
+quadrants: in how many of them each model is above persistence.
 
     OMP_NUM_THREADS=1 python benchmarks/forecast_real_windows.py [--data DIR] [--models tamms,persistence,...]
                                                                  [--cache DIR --reuse MODEL,...]
@@ -49,8 +50,18 @@ def scores(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
     return {k: out[k] for k in METRICS}
 
 
-def summary(per_window: dict[str, dict[str, dict]], series: str) -> dict[str, dict]:
-    """Per model: GSSIM of the held-out window, mean over the earlier windows, windows above persistence."""
+def quadrant_gssim(pred: np.ndarray, target: np.ndarray, parts: int = 2) -> list[float]:
+    """GSSIM of each of the parts x parts equal crops of one forecast [3, H, W], row by row: does one part of
+    the scene carry a whole-scene score? (A stand-in for other crops of the same place.)"""
+    h, w = target.shape[-2] // parts, target.shape[-1] // parts
+    return [scores(pred[:, y:y + h, x:x + w], target[:, y:y + h, x:x + w])["GSSIM"]
+            for y in range(0, parts * h, h) for x in range(0, parts * w, w)]
+
+
+def summary(per_window: dict[str, dict[str, dict]], series: str,
+            quadrants: dict[str, list[float]] | None = None) -> dict[str, dict]:
+    """Per model: GSSIM of the held-out window, mean over the earlier windows, windows above persistence, and
+    (given the held-out window's `quadrants` {model: GSSIM per crop}) its crops above persistence's."""
     base = per_window["persistence"]
     out = {}
     for model, windows in per_window.items():
@@ -62,6 +73,10 @@ def summary(per_window: dict[str, dict[str, dict]], series: str) -> dict[str, di
                       "earlier_mean_PSNR": round(float(np.mean([windows[n]["PSNR"] for n in earlier])), 2),
                       "above_persistence": sum(windows[n]["GSSIM"] > base[n]["GSSIM"] for n in names),
                       "windows": len(names)}
+        if quadrants is not None:
+            out[model]["held_out_quadrants_above"] = sum(q > p for q, p in zip(quadrants[model],
+                                                                               quadrants["persistence"]))
+            out[model]["quadrants"] = len(quadrants[model])
     return out
 
 
@@ -137,6 +152,10 @@ def markdown(r: dict) -> str:
              "Only the last window of each series is held out. tamms and change-trend trained on the earlier "
              "windows (`data.real`), so their earlier-window numbers are optimistic; persistence, linear trend, "
              "SimVP and ConvLSTM trained on the synthetic world only.", ""]
+    if r.get("held_out_quadrants"):
+        lines += ["Quadrants: the held-out window's forecast and next frame cut into 2 x 2 equal crops, GSSIM per "
+                  "crop (`held_out_quadrants` in the json): whether a score holds across the scene, a stand-in for "
+                  "other crops of the same place.", ""]
     if r.get("weights"):
         samplers = r.get("samplers", {})
         lines += ["Rows of forecasters that are not shipped (`--weights`), each with the sampler it ran: "
@@ -144,13 +163,19 @@ def markdown(r: dict) -> str:
                                                 f"start {samplers[k]['start']})" if k in samplers else "")
                               for k, v in r["weights"].items()) + ".", ""]
     for series, rows in r["summary"].items():
+        crops = "quadrants" in next(iter(rows.values()))
         lines += [f"## {series}", "",
                   "| model | GSSIM, held-out window | GSSIM, mean of earlier windows | PSNR, earlier | "
-                  "windows above persistence (GSSIM) |", "|---|---|---|---|---|"]
+                  "windows above persistence (GSSIM) |" + (" held-out window: quadrants above persistence |"
+                                                           if crops else ""),
+                  "|---|---|---|---|---|" + ("---|" if crops else "")]
         for model, s in rows.items():
             above = "-" if model == "persistence" else f"{s['above_persistence']} of {s['windows']}"
-            lines.append(f"| {model} | {s['held_out_GSSIM']} | {s['earlier_mean_GSSIM']} | "
-                         f"{s['earlier_mean_PSNR']} | {above} |")
+            line = (f"| {model} | {s['held_out_GSSIM']} | {s['earlier_mean_GSSIM']} | {s['earlier_mean_PSNR']} | "
+                    f"{above} |")
+            if crops:
+                line += " - |" if model == "persistence" else f" {s['held_out_quadrants_above']} of {s['quadrants']} |"
+            lines.append(line)
         lines += ["", f"![{series}](forecast_real_windows_{series}.png)", ""]
     lines += ["## GSSIM per window", "", "| window | " + " | ".join(r["per_window"]) + " |",
               "|---|" + "---|" * len(r["per_window"])]
@@ -193,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     result = {"command": command_line("forecast_real_windows.py", argv),
               "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "samples": args.samples,
               "seed": args.seed, "samplers": {}, "weights": {k: v[0] for k, v in extra.items()},
-              "per_window": {}, "summary": {}}
+              "per_window": {}, "held_out_quadrants": {}, "summary": {}}
     args.cache.mkdir(parents=True, exist_ok=True)
     reuse = {m for m in args.reuse.split(",") if m}
     predictions = {}
@@ -207,7 +232,10 @@ def main(argv: list[str] | None = None) -> None:
             result["samplers"][model] = sampler
         print(model, f"{secs:.0f}s", flush=True)
     for series in dict.fromkeys(c.source for c in cases):
-        result["summary"][series] = summary(result["per_window"], series)
+        held = [i for i, c in enumerate(cases) if c.source == series and c.name.endswith("(held out)")][0]
+        quadrants = {m: quadrant_gssim(predictions[m][held], cases[held].target) for m in models}
+        result["held_out_quadrants"][series] = {m: [round(v, 4) for v in q] for m, q in quadrants.items()}
+        result["summary"][series] = summary(result["per_window"], series, quadrants)
     args.out.mkdir(parents=True, exist_ok=True)
     for series in result["summary"]:
         (args.out / f"forecast_real_windows_{series}.png").write_bytes(

@@ -36,6 +36,22 @@ def test_windows_cover_the_series_and_mark_the_held_out_one(tmp_path):
     assert rows["truth"]["above_persistence"] == 3 and rows["truth"]["windows"] == 3
     assert rows["truth"]["held_out_GSSIM"] == 1.0 and rows["persistence"]["held_out_GSSIM"] < 1.0
     assert rows["persistence"]["above_persistence"] == 0
+    from forecast_real_windows import markdown, quadrant_gssim
+
+    held = cases[-1]
+    crops = {"persistence": quadrant_gssim(last[-1], held.target), "truth": quadrant_gssim(held.target, held.target)}
+    assert len(crops["truth"]) == 4 and all(v == 1.0 for v in crops["truth"])
+    quarter = last[-1].copy()
+    quarter[:, :12, :12] = held.target[:, :12, :12]  # right in the top-left crop only
+    crops["quarter"] = quadrant_gssim(quarter, held.target)
+    assert crops["quarter"][0] == 1.0 and crops["quarter"][1:] == crops["persistence"][1:]
+    per_window["quarter"] = {c.name: scores(quarter if c is held else l, c.target) for c, l in zip(cases, last)}
+    rows = summary(per_window, "naip_nd_a", crops)
+    assert rows["truth"]["held_out_quadrants_above"] == 4 and rows["truth"]["quadrants"] == 4
+    assert rows["quarter"]["held_out_quadrants_above"] == (crops["persistence"][0] < 1.0)
+    table = markdown({"command": "c", "date": "d", "samples": 1, "per_window": per_window,
+                      "held_out_quadrants": {"naip_nd_a": crops}, "summary": {"naip_nd_a": rows}})
+    assert "quadrants above persistence |" in table and "| 4 of 4 |" in table
 
     from io import BytesIO
 
