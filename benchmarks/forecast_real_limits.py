@@ -50,19 +50,11 @@ def image_prior_forecasts(folder: str, cases: list, seed: int = 0) -> list[np.nd
     return forecast_cases(pipe, cases, samples=1, steps=PRIOR_STEPS, seed=seed)
 
 
-def by_series(cases: list, values: list[float]) -> dict[str, dict[str, float]]:
-    """Per series: the held-out window's value and the mean over its earlier windows."""
-    out: dict[str, dict[str, float]] = {}
-    for series in dict.fromkeys(c.source for c in cases):
-        held = [v for c, v in zip(cases, values) if c.source == series and c.name.endswith("(held out)")]
-        earlier = [v for c, v in zip(cases, values) if c.source == series and not c.name.endswith("(held out)")]
-        out[series] = {"held_out": round(held[0], 4), "earlier_mean": round(float(np.mean(earlier)), 4)}
-    return out
-
-
 def blend_rows(cases: list, forecast: list[np.ndarray], gssim) -> dict[str, dict]:
     """Per series: GSSIM of each lam's blend (held out, earlier mean), the lam chosen on the earlier windows and
     the held-out GSSIM at it, and the lam best on the held-out window (a ceiling, chosen on the test)."""
+    from forecast_real_windows import by_series
+
     table = {lam: by_series(cases, [gssim(lam * c.sequence.rgb()[-1].astype(np.float32) + (1 - lam) * p, c.target)
                                     for c, p in zip(cases, forecast)]) for lam in LAMS}
     out = {}
@@ -103,7 +95,7 @@ def markdown(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from forecast_real_windows import analysis_arguments, cached_forecasts, scores
+    from forecast_real_windows import analysis_arguments, by_series, cached_forecasts, scores
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     analysis_arguments(ap)

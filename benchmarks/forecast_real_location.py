@@ -221,17 +221,16 @@ def locations_grid(cases: list, series: str, per_window: dict, located: dict[str
 
 
 def series_summary(cases: list, per_window: dict[str, dict]) -> dict[str, dict]:
-    """Per series, table and row: the held-out window's value and the mean over the earlier windows."""
+    """Per series, table and row: the held-out window's value and the mean over the earlier windows
+    (forecast_real_windows.by_series of each row)."""
+    from forecast_real_windows import by_series
+
+    first = per_window[cases[0].name]
     out: dict[str, dict] = {}
-    for series in dict.fromkeys(c.source for c in cases):
-        names = [c.name for c in cases if c.source == series]
-        held = [n for n in names if n.endswith("(held out)")][0]
-        earlier = [n for n in names if not n.endswith("(held out)")]
-        out[series] = {table: {row: {"held_out": round(per_window[held][table][row], 4),
-                                     "earlier_mean": round(float(np.mean([per_window[n][table][row]
-                                                                          for n in earlier])), 4)}
-                               for row in per_window[held][table]}
-                       for table in per_window[held]}
+    for table, rows in first.items():
+        for row in rows:
+            for series, value in by_series(cases, [per_window[c.name][table][row] for c in cases]).items():
+                out.setdefault(series, {}).setdefault(table, {})[row] = value
     return out
 
 

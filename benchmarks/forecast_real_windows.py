@@ -80,6 +80,16 @@ def summary(per_window: dict[str, dict[str, dict]], series: str,
     return out
 
 
+def by_series(cases: list, values: list[float]) -> dict[str, dict[str, float]]:
+    """Per series: the held-out window's value and the mean over its earlier windows."""
+    out: dict[str, dict[str, float]] = {}
+    for series in dict.fromkeys(c.source for c in cases):
+        held = [v for c, v in zip(cases, values) if c.source == series and c.name.endswith("(held out)")]
+        earlier = [v for c, v in zip(cases, values) if c.source == series and not c.name.endswith("(held out)")]
+        out[series] = {"held_out": round(held[0], 4), "earlier_mean": round(float(np.mean(earlier)), 4)}
+    return out
+
+
 def grid(cases: list, predictions: dict[str, list[np.ndarray]], per_window: dict, series: str) -> bytes:
     """Rows: the windows of one series; columns: last history frame (= persistence), truth, each forecast."""
     from tamms.data.transforms import display_stretch
